@@ -1,0 +1,1 @@
+"""Sample applications for the demo and the tests. They know nothing of the mesh."""

@@ -1,0 +1,1 @@
+"""The `isthmus` command: the top stage; may import everything below it."""

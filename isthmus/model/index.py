@@ -1,0 +1,75 @@
+"""The indexed view of one cluster that the translation stages read.
+
+A `ClusterState` is immutable; the platform publishes a new one on every
+change, so readers never see a half-applied update.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+from isthmus.model.resources import (
+    ClusterSettings,
+    Endpoint,
+    Pod,
+    ServiceAddress,
+    ServicePort,
+    selector_matches,
+)
+
+
+@dataclass(frozen=True)
+class ClusterState:
+    settings: ClusterSettings
+    services: tuple[ServiceAddress, ...] = ()
+    pods: tuple[Pod, ...] = ()
+
+    @cached_property
+    def _pods_by_ns(self) -> dict[str, tuple[Pod, ...]]:
+        out: dict[str, list[Pod]] = {}
+        for p in self.pods:
+            out.setdefault(p.namespace, []).append(p)
+        return {k: tuple(v) for k, v in out.items()}
+
+    def pod(self, namespace: str, name: str) -> Pod | None:
+        for p in self._pods_by_ns.get(namespace, ()):
+            if p.name == name:
+                return p
+        return None
+
+    def service(self, namespace: str, name: str) -> ServiceAddress | None:
+        for s in self.services:
+            if s.namespace == namespace and s.name == name:
+                return s
+        return None
+
+    def selected_pods(self, svc: ServiceAddress) -> tuple[Pod, ...]:
+        return tuple(
+            p
+            for p in self._pods_by_ns.get(svc.namespace, ())
+            if selector_matches(svc.service.selector, p.labels)
+        )
+
+    def endpoints(self, svc: ServiceAddress, port: ServicePort) -> tuple[Endpoint, ...]:
+        """Where traffic for one service port goes: each selected pod that has the target port."""
+        out: list[Endpoint] = []
+        for p in self.selected_pods(svc):
+            target = p.resolve_port(port.target_port)
+            if target is None:
+                continue
+            out.append(
+                Endpoint(
+                    ip=p.ip,
+                    port=target,
+                    pod=p.name,
+                    ready=p.ready,
+                    opaque=target in p.opaque_ports,
+                    meshed=p.injected,
+                )
+            )
+        return tuple(sorted(out, key=lambda e: (e.ip, e.port)))
+
+    def port_is_opaque(self, svc: ServiceAddress, port: ServicePort) -> bool:
+        """A service port is opaque when any pod behind it marks its target port opaque."""
+        return any(e.opaque for e in self.endpoints(svc, port))

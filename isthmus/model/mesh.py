@@ -1,0 +1,27 @@
+"""Fixed facts of the data plane that the platform, the agent and the translation stage share."""
+
+OUTBOUND_PORT = 4140
+INBOUND_PORT = 4143
+ADMIN_PORT = 4191
+
+# Envoy marks its own upstream sockets so the pod's redirect rules let them through
+# (there is no second uid to match on inside the local platform's user namespace).
+PROXY_MARK = 0x1E5
+
+# Set by the outbound sidecar on requests it upgrades to HTTP/2 towards a peer sidecar,
+# so the inbound sidecar can talk to the app in the protocol the client used.
+ORIG_PROTO_HEADER = "x-isthmus-orig-proto"
+
+XDS_CLUSTER = "isthmus-xds"
+
+
+def node_id(cluster: str, namespace: str, pod: str) -> str:
+    return f"{cluster}/{namespace}/{pod}"
+
+
+def parse_node_id(value: str) -> tuple[str, str, str]:
+    """Inverse of `node_id`; raises ValueError on anything else."""
+    parts = value.split("/")
+    if len(parts) != 3 or not all(parts):
+        raise ValueError(f"node id {value!r} is not <cluster>/<namespace>/<pod>")
+    return parts[0], parts[1], parts[2]

@@ -1,0 +1,196 @@
+"""Resource types as the control plane sees them, independent of where they came from.
+
+These are what manifests parse into (`isthmus.model.manifests`) and what the
+platforms store and watch. All are frozen: a change is a new object.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+ANNOTATION_INJECT = "isthmus.io/inject"
+ANNOTATION_OPAQUE_PORTS = "config.isthmus.io/opaque-ports"
+
+Protocol = Literal["TCP", "UDP"]
+
+
+@dataclass(frozen=True)
+class ObjectMeta:
+    name: str
+    namespace: str = "default"
+    labels: tuple[tuple[str, str], ...] = ()
+    annotations: tuple[tuple[str, str], ...] = ()
+
+    def label(self, key: str) -> str | None:
+        return dict(self.labels).get(key)
+
+    def annotation(self, key: str) -> str | None:
+        return dict(self.annotations).get(key)
+
+
+@dataclass(frozen=True)
+class Namespace:
+    meta: ObjectMeta
+    kind: Literal["Namespace"] = "Namespace"
+
+
+@dataclass(frozen=True)
+class ServiceAccount:
+    meta: ObjectMeta
+    kind: Literal["ServiceAccount"] = "ServiceAccount"
+
+
+@dataclass(frozen=True)
+class ContainerPort:
+    container_port: int
+    name: str = ""
+    protocol: Protocol = "TCP"
+
+
+@dataclass(frozen=True)
+class Container:
+    name: str
+    command: tuple[str, ...]
+    args: tuple[str, ...] = ()
+    env: tuple[tuple[str, str], ...] = ()
+    ports: tuple[ContainerPort, ...] = ()
+    image: str = ""
+
+
+@dataclass(frozen=True)
+class PodTemplate:
+    labels: tuple[tuple[str, str], ...]
+    annotations: tuple[tuple[str, str], ...]
+    service_account: str
+    containers: tuple[Container, ...]
+
+
+@dataclass(frozen=True)
+class Deployment:
+    meta: ObjectMeta
+    replicas: int
+    selector: tuple[tuple[str, str], ...]
+    template: PodTemplate
+    kind: Literal["Deployment"] = "Deployment"
+
+
+@dataclass(frozen=True)
+class ServicePort:
+    port: int
+    target_port: int | str
+    name: str = ""
+    protocol: Protocol = "TCP"
+
+
+@dataclass(frozen=True)
+class Service:
+    meta: ObjectMeta
+    selector: tuple[tuple[str, str], ...]
+    ports: tuple[ServicePort, ...]
+    kind: Literal["Service"] = "Service"
+
+
+Resource = Namespace | ServiceAccount | Deployment | Service
+
+
+def resource_key(r: Resource) -> tuple[str, str, str]:
+    """(kind, namespace, name): what identifies a resource within one cluster."""
+    namespace = "" if isinstance(r, Namespace) else r.meta.namespace
+    return (r.kind, namespace, r.meta.name)
+
+
+@dataclass(frozen=True)
+class Pod:
+    """One running replica: a network namespace with an address, its app and (usually) a sidecar."""
+
+    name: str
+    namespace: str
+    cluster: str
+    ip: str
+    labels: tuple[tuple[str, str], ...]
+    annotations: tuple[tuple[str, str], ...]
+    service_account: str
+    deployment: str
+    container_ports: tuple[ContainerPort, ...] = ()
+    ready: bool = True
+
+    @property
+    def injected(self) -> bool:
+        return dict(self.annotations).get(ANNOTATION_INJECT, "enabled") != "disabled"
+
+    @property
+    def opaque_ports(self) -> frozenset[int]:
+        return parse_port_list(dict(self.annotations).get(ANNOTATION_OPAQUE_PORTS, ""))
+
+    def resolve_port(self, target: int | str) -> int | None:
+        """A Service targetPort (number or container port name) as a number on this pod."""
+        if isinstance(target, int):
+            return target
+        for p in self.container_ports:
+            if p.name == target:
+                return p.container_port
+        return None
+
+
+@dataclass(frozen=True)
+class ServiceAddress:
+    """A Service with the virtual IP the platform gave it."""
+
+    service: Service
+    cluster_ip: str
+    cluster: str = "local"
+
+    @property
+    def name(self) -> str:
+        return self.service.meta.name
+
+    @property
+    def namespace(self) -> str:
+        return self.service.meta.namespace
+
+
+def parse_port_list(value: str) -> frozenset[int]:
+    """ "6379,5432" or "8000-8002,9000" -> ports. Entries that are not ports are ignored
+    here; manifest validation rejects them before they reach a running pod."""
+    ports: set[int] = set()
+    for part in value.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        lo, _, hi = part.partition("-")
+        try:
+            a, b = int(lo), int(hi or lo)
+        except ValueError:
+            continue
+        if 0 < a <= b <= 65535:
+            ports.update(range(a, b + 1))
+    return frozenset(ports)
+
+
+def selector_matches(selector: tuple[tuple[str, str], ...], labels: tuple[tuple[str, str], ...]) -> bool:
+    """Kubernetes equality selector semantics; an empty selector selects nothing for Services."""
+    if not selector:
+        return False
+    have = dict(labels)
+    return all(have.get(k) == v for k, v in selector)
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    ip: str
+    port: int
+    pod: str
+    ready: bool = True
+    opaque: bool = False
+    meshed: bool = True
+
+
+@dataclass(frozen=True)
+class ClusterSettings:
+    """Per-cluster settings the proxies' config depends on."""
+
+    name: str
+    trust_domain: str = "cluster.local"
+    detect_timeout_ms: int = 1000
+    extra: tuple[tuple[str, str], ...] = field(default=())

@@ -1,0 +1,1 @@
+"""The Kubernetes platform adapter (not yet built)."""
