@@ -1,0 +1,3 @@
+from isthmus.apps.loadgen.cli import main
+
+raise SystemExit(main())

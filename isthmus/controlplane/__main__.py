@@ -1,0 +1,3 @@
+from isthmus.controlplane.main import main
+
+raise SystemExit(main())

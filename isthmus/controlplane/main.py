@@ -1,0 +1,118 @@
+"""Runs one cluster's control plane: platform watch -> snapshots -> ADS, plus a status socket for `check`.
+
+A separate process from the platform, so restarting it (or it crashing) leaves
+pods and their sidecars running on their last good config.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from isthmus.model.codec import decode
+from isthmus.model.index import ClusterState
+from isthmus.model.mesh import node_id
+from isthmus.platform.local import rpc
+from isthmus.xds.ads import AdsServer, start_ads_server
+from isthmus.xds.cache import SnapshotCache
+from isthmus.xds.translate import build_sidecar
+
+log = logging.getLogger("isthmus.controlplane")
+RECONNECT_MAX = 5.0
+
+
+def apply_state(cache: SnapshotCache, state: ClusterState) -> tuple[int, int]:
+    """Set every meshed pod's snapshot and drop those of pods that are gone; returns (changed, removed)."""
+    wanted = {}
+    for pod in state.pods:
+        if pod.injected:
+            wanted[node_id(state.settings.name, pod.namespace, pod.name)] = build_sidecar(state, pod)
+    changed = sum(1 for n, snap in wanted.items() if cache.set(n, snap))
+    gone = [n for n in cache.node_ids() if n not in wanted]
+    for n in gone:
+        cache.remove(n)
+    return changed, len(gone)
+
+
+async def follow_platform(cluster: str, api_socket: Path, cache: SnapshotCache) -> None:
+    delay = 0.1
+    while True:
+        try:
+            async for msg in rpc.stream(api_socket, {"op": "watch", "cluster": cluster}):
+                if not msg.get("ok"):
+                    log.error("platform refused the watch: %s", msg.get("error"))
+                    break
+                delay = 0.1
+                state = decode(ClusterState, msg["state"])
+                changed, removed = apply_state(cache, state)
+                if changed or removed:
+                    log.info(
+                        "state: %d pods, %d services; %d proxies changed, %d removed",
+                        len(state.pods),
+                        len(state.services),
+                        changed,
+                        removed,
+                    )
+        except (OSError, rpc.RpcError) as e:
+            log.warning("platform watch lost (%s); retrying", e)
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, RECONNECT_MAX)
+
+
+def status_payload(ads: AdsServer) -> dict[str, Any]:
+    st = ads.status()
+    return {
+        "proxies": [
+            {
+                "node_id": p.node_id,
+                "connected_since": p.connected_since,
+                "in_sync": p.in_sync,
+                "has_snapshot": p.has_snapshot,
+                "types": [{**asdict(t), "short_type": t.short_type, "in_sync": t.in_sync} for t in p.types],
+            }
+            for p in st.proxies
+        ],
+        "pushes_total": dict(st.pushes_total),
+        "nacks_total": dict(st.nacks_total),
+    }
+
+
+async def amain(cluster: str, api_socket: Path, ads_socket: Path, status_socket: Path) -> int:
+    cache = SnapshotCache()
+    ads = await start_ads_server(cache, f"unix:{ads_socket}")
+
+    async def on_status(req: dict[str, Any], _w: asyncio.StreamWriter) -> dict[str, Any]:
+        if req.get("op") != "status":
+            return {"ok": False, "error": f"unknown operation {req.get('op')!r}"}
+        return {"ok": True, **status_payload(ads)}
+
+    status_server = await rpc.serve(status_socket, on_status)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    log.info("control plane for %s serving ADS on %s", cluster, ads_socket)
+    async with asyncio.TaskGroup() as tg:
+        follower = tg.create_task(follow_platform(cluster, api_socket, cache), name="platform watch")
+        await stop.wait()
+        follower.cancel()
+    status_server.close()
+    await ads.stop(grace=1.0)
+    return 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="isthmus-controlplane", description="One cluster's Isthmus control plane.")
+    parser.add_argument("--cluster", required=True)
+    parser.add_argument("--api-socket", required=True, type=Path)
+    parser.add_argument("--ads-socket", required=True, type=Path)
+    parser.add_argument("--status-socket", type=Path)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    status = args.status_socket or args.ads_socket.with_name(f"cp-{args.cluster}.sock")
+    return asyncio.run(amain(args.cluster, args.api_socket, args.ads_socket, status))

@@ -1,0 +1,98 @@
+"""The local platform daemon: owns the clusters, their namespaces and pods, and serves the platform API.
+
+Runs inside the isthmus user + network + mount + PID namespace (see `init`), so
+when it dies everything it started dies with it; its SQLite store brings
+everything back on the next `isthmus up`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+from pathlib import Path
+
+from isthmus.platform.local import rpc
+from isthmus.platform.local.api import Api
+from isthmus.platform.local.cluster import LocalCluster
+from isthmus.platform.local.netplan import plan_cluster
+from isthmus.platform.local.paths import StatePaths
+from isthmus.platform.local.store import Store
+
+log = logging.getLogger("isthmus.daemon")
+
+
+class Daemon:
+    def __init__(self, paths: StatePaths, drain_seconds: float) -> None:
+        self.paths = paths
+        self.store = Store(paths.db)
+        self.drain_seconds = drain_seconds
+        self.clusters: dict[str, LocalCluster] = {}
+        self.ready = False
+        self.stopping = asyncio.Event()
+
+    async def ensure_clusters(self, names: list[str]) -> list[str]:
+        """Start every stored cluster plus the named ones; returns those newly created."""
+        created = []
+        known = {c.name for c in self.store.clusters()}
+        for name in names:
+            if name not in known:
+                self.store.add_cluster(name)
+                created.append(name)
+        starts = []
+        for row in self.store.clusters():
+            if row.name not in self.clusters:
+                cluster = LocalCluster(
+                    plan_cluster(row.name, row.index, row.pod_cidr), self.store, self.paths, self.drain_seconds
+                )
+                self.clusters[row.name] = cluster
+                starts.append(cluster.start())
+        await asyncio.gather(*starts)
+        return created
+
+    async def remove_cluster(self, name: str) -> None:
+        cluster = self.clusters.pop(name)
+        await cluster.stop()
+        self.store.remove_cluster(name)
+
+    async def shutdown(self) -> None:
+        await asyncio.gather(*(c.stop() for c in self.clusters.values()), return_exceptions=True)
+        self.stopping.set()
+
+
+async def amain(paths: StatePaths, clusters: list[str], drain_seconds: float) -> int:
+    daemon = Daemon(paths, drain_seconds)
+    api = Api(daemon)
+    server = await rpc.serve(paths.api_socket, api.handle)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, lambda: asyncio.ensure_future(daemon.shutdown()))
+    try:
+        await daemon.ensure_clusters(clusters)
+        daemon.ready = True
+        log.info("ready: clusters %s", ", ".join(daemon.clusters))
+        await daemon.stopping.wait()
+    finally:
+        server.close()
+        with contextlib.suppress(FileNotFoundError):
+            paths.api_socket.unlink()
+    return 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="isthmus-daemon")
+    parser.add_argument("--home", required=True, type=Path)
+    parser.add_argument("--clusters", default="")
+    parser.add_argument("--drain-seconds", type=float, default=1.0)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    names = [c for c in args.clusters.split(",") if c]
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    return asyncio.run(amain(StatePaths(args.home), names, args.drain_seconds))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,55 @@
+"""Where a local mesh keeps its state, sockets and logs."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+
+def default_home() -> Path:
+    """$ISTHMUS_HOME, else the user's XDG state dir (~/.local/state/isthmus)."""
+    if env := os.environ.get("ISTHMUS_HOME"):
+        return Path(env).expanduser().resolve()
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return (Path(base) / "isthmus").resolve()
+
+
+@dataclass(frozen=True)
+class StatePaths:
+    home: Path
+
+    @property
+    def db(self) -> Path:
+        return self.home / "state.db"
+
+    @property
+    def api_socket(self) -> Path:
+        return self.home / "run" / "api.sock"
+
+    @property
+    def pidfile(self) -> Path:
+        """Host pids of the namespace's init and of the platform daemon."""
+        return self.home / "run" / "daemon.pid"
+
+    @property
+    def daemon_log(self) -> Path:
+        return self.home / "logs" / "daemon.log"
+
+    def ads_socket(self, cluster: str) -> Path:
+        return self.home / "run" / f"ads-{cluster}.sock"
+
+    def controlplane_socket(self, cluster: str) -> Path:
+        return self.home / "run" / f"cp-{cluster}.sock"
+
+    def pod_dir(self, cluster: str, namespace: str, pod: str) -> Path:
+        return self.home / "pods" / cluster / namespace / pod
+
+    def app_log(self, cluster: str, namespace: str, pod: str) -> Path:
+        return self.home / "logs" / cluster / namespace / f"{pod}.log"
+
+    def proxy_log(self, cluster: str, namespace: str, pod: str) -> Path:
+        return self.home / "logs" / cluster / namespace / f"{pod}.proxy.log"
+
+    def controller_log(self, cluster: str) -> Path:
+        return self.home / "logs" / cluster / "controller.log"

@@ -1,0 +1,214 @@
+"""One pod of the local platform: a network namespace with its app containers and (usually) a sidecar.
+
+Start order is the sidecar first, then the apps once Envoy has its config, so an
+app never opens a connection the mesh cannot carry yet. Stop order is the
+reverse, after the pod has left every endpoint list.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from isthmus.model.mesh import ADMIN_PORT, node_id
+from isthmus.model.resources import Container, Pod, PodTemplate
+from isthmus.platform.local import netns
+from isthmus.platform.local.netplan import ClusterNetwork, hosts_file, resolv_conf, veth_name
+from isthmus.platform.local.paths import StatePaths
+from isthmus.platform.local.supervisor import Supervised
+from isthmus.proxy.redirect import iptables_rules
+
+log = logging.getLogger(__name__)
+
+# Enter the pod's network, give the process its own mount and UTS namespaces so the
+# pod's resolv.conf, hosts and hostname apply to it alone, then become the command.
+_POD_SHELL = (
+    'mount --bind "$1" /etc/resolv.conf && mount --bind "$2" /etc/hosts && hostname "$3" && shift 3 && exec "$@"'
+)
+SIDECAR_READY_TIMEOUT = 30.0
+
+
+def pod_argv(netns_name: str, pod_dir: Path, hostname: str, command: list[str]) -> list[str]:
+    return [
+        "nsenter",
+        f"--net={netns.netns_path(netns_name)}",
+        "--",
+        "unshare",
+        "--mount",
+        "--uts",
+        "--",
+        "sh",
+        "-c",
+        _POD_SHELL,
+        "sh",
+        str(pod_dir / "resolv.conf"),
+        str(pod_dir / "hosts"),
+        hostname,
+        *command,
+    ]
+
+
+@dataclass(frozen=True)
+class PodPlan:
+    """What the reconciler decided this pod is."""
+
+    name: str
+    namespace: str
+    deployment: str
+    template: PodTemplate
+    template_hash: str
+    slot: int
+    ip: str
+
+
+class PodRuntime:
+    def __init__(self, plan: PodPlan, net: ClusterNetwork, paths: StatePaths, on_change: Callable[[], None]) -> None:
+        self.plan = plan
+        self.net = net
+        self.paths = paths
+        self.dir = paths.pod_dir(net.name, plan.namespace, plan.name)
+        self.netns = f"{net.netns}-p{plan.slot}"
+        self.sidecar: Supervised | None = None
+        self.containers: list[Supervised] = []
+        self.phase = "Pending"
+        self.ready = False
+        self.terminating = False
+        self._on_change = on_change
+        self._probe_task: asyncio.Task[None] | None = None
+
+    @property
+    def injected(self) -> bool:
+        return dict(self.plan.template.annotations).get("isthmus.io/inject", "enabled") != "disabled"
+
+    def model(self) -> Pod:
+        ports = tuple(p for c in self.plan.template.containers for p in c.ports)
+        return Pod(
+            name=self.plan.name,
+            namespace=self.plan.namespace,
+            cluster=self.net.name,
+            ip=self.plan.ip,
+            labels=self.plan.template.labels,
+            annotations=self.plan.template.annotations,
+            service_account=self.plan.template.service_account,
+            deployment=self.plan.deployment,
+            container_ports=ports,
+            ready=self.ready and not self.terminating,
+        )
+
+    def _env(self, extra: tuple[tuple[str, str], ...] = ()) -> dict[str, str]:
+        bin_dir = str(Path(sys.executable).parent)
+        env = {
+            "PATH": f"{bin_dir}:{os.environ.get('PATH', '/usr/bin:/bin')}",
+            "HOME": str(self.dir),
+            "LANG": os.environ.get("LANG", "C.UTF-8"),
+            "POD_NAME": self.plan.name,
+            "POD_NAMESPACE": self.plan.namespace,
+            "POD_IP": self.plan.ip,
+            "ISTHMUS_CLUSTER": self.net.name,
+            "ISTHMUS_SERVICE_ACCOUNT": self.plan.template.service_account,
+        }
+        env.update(extra)
+        return env
+
+    async def start(self) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        (self.dir / "resolv.conf").write_text(resolv_conf(self.net, self.plan.namespace))
+        (self.dir / "hosts").write_text(hosts_file(self.plan.name, self.plan.ip))
+        await netns.create_pod(self.net, self.netns, veth_name(self.net.index, self.plan.slot), self.plan.ip)
+        if self.injected:
+            await netns.install_iptables(self.netns, iptables_rules(self.net.node_ip))
+            await self._start_sidecar()
+        for c in self.plan.template.containers:
+            self._start_container(c)
+        self.phase = "Running"
+        self._probe_task = asyncio.create_task(self._probe_loop(), name=f"probe {self.plan.name}")
+
+    async def _start_sidecar(self) -> None:
+        cmd = [
+            sys.executable,
+            "-m",
+            "isthmus.proxy.agent",
+            "--node-id",
+            node_id(self.net.name, self.plan.namespace, self.plan.name),
+            "--pod-ip",
+            self.plan.ip,
+            "--ads-socket",
+            str(self.paths.ads_socket(self.net.name)),
+            "--bootstrap",
+            str(self.dir / "envoy.json"),
+        ]
+        self.sidecar = Supervised(
+            f"{self.plan.name}/proxy",
+            pod_argv(self.netns, self.dir, self.plan.name, cmd),
+            self._env(),
+            self.dir,
+            self.paths.proxy_log(self.net.name, self.plan.namespace, self.plan.name),
+            self._on_change,
+        )
+        self.sidecar.start()
+        deadline = asyncio.get_running_loop().time() + SIDECAR_READY_TIMEOUT
+        while asyncio.get_running_loop().time() < deadline:
+            status, _ = await netns.http_get(self.net.netns, self.plan.ip, ADMIN_PORT, "/ready")
+            if status == 200:
+                return
+            await asyncio.sleep(0.05)
+        log.warning(
+            "pod %s: sidecar not ready after %.0fs; starting the app anyway",
+            self.plan.name,
+            SIDECAR_READY_TIMEOUT,
+        )
+
+    def _start_container(self, c: Container) -> None:
+        s = Supervised(
+            f"{self.plan.name}/{c.name}",
+            pod_argv(self.netns, self.dir, self.plan.name, [*c.command, *c.args]),
+            self._env(c.env),
+            self.dir,
+            self.paths.app_log(self.net.name, self.plan.namespace, self.plan.name),
+            self._on_change,
+        )
+        s.start()
+        self.containers.append(s)
+
+    async def _ports_open(self) -> bool:
+        ports = [p.container_port for c in self.plan.template.containers for p in c.ports if p.protocol == "TCP"]
+        if not all(c.running for c in self.containers):
+            return False
+        for port in ports:
+            if not await netns.tcp_probe(self.net.netns, self.plan.ip, port):
+                return False
+        return True
+
+    async def _probe_loop(self) -> None:
+        interval = 0.1
+        while True:
+            ready = await self._ports_open()
+            if ready != self.ready:
+                self.ready = ready
+                self._on_change()
+            # Probe fast until the pod first becomes ready, then at a kubelet-like pace.
+            interval = 1.0 if self.ready else min(interval * 1.5, 1.0)
+            await asyncio.sleep(interval)
+
+    async def stop(self, drain: float) -> None:
+        """Leave the endpoint lists, let in-flight requests finish, then stop the apps and the sidecar."""
+        self.terminating = True
+        self.phase = "Terminating"
+        self._on_change()
+        if self._probe_task:
+            self._probe_task.cancel()
+        if drain > 0 and self.ready:
+            await asyncio.sleep(drain)
+        await asyncio.gather(*(c.stop() for c in self.containers))
+        if self.sidecar:
+            await self.sidecar.stop(grace=2.0)
+        await netns.delete_netns(self.netns)
+
+    @property
+    def restarts(self) -> int:
+        return sum(c.restarts for c in self.containers)
