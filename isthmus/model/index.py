@@ -46,9 +46,7 @@ class ClusterState:
 
     def selected_pods(self, svc: ServiceAddress) -> tuple[Pod, ...]:
         return tuple(
-            p
-            for p in self._pods_by_ns.get(svc.namespace, ())
-            if selector_matches(svc.service.selector, p.labels)
+            p for p in self._pods_by_ns.get(svc.namespace, ()) if selector_matches(svc.service.selector, p.labels)
         )
 
     def endpoints(self, svc: ServiceAddress, port: ServicePort) -> tuple[Endpoint, ...]:

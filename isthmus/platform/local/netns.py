@@ -40,6 +40,11 @@ async def run(*argv: str, stdin: str | None = None) -> str:
     return text
 
 
+def mac_for(ip: str) -> str:
+    """A locally administered MAC derived from an IPv4 address (as Docker does)."""
+    return "02:42:" + ":".join(f"{int(b):02x}" for b in ip.split("."))
+
+
 def netns_path(name: str) -> str:
     return f"/run/netns/{name}"
 
@@ -55,7 +60,8 @@ async def create_cluster(net: ClusterNetwork) -> None:
         await run("ip", "netns", "del", ns)
     await run("ip", "netns", "add", ns)
     await in_netns(ns, "ip", "link", "set", "lo", "up")
-    await in_netns(ns, "ip", "link", "add", "br0", "type", "bridge")
+    # A fixed MAC: a bridge otherwise takes a port's, and changes it when that pod goes.
+    await in_netns(ns, "ip", "link", "add", "br0", "address", mac_for(net.node_ip), "type", "bridge")
     await in_netns(ns, "ip", "addr", "add", f"{net.node_ip}/{net.prefixlen}", "dev", "br0")
     await in_netns(ns, "ip", "link", "set", "br0", "up")
 
@@ -69,21 +75,10 @@ async def create_pod(net: ClusterNetwork, pod_netns: str, veth: str, ip: str) ->
     if os.path.exists(netns_path(pod_netns)):
         await run("ip", "netns", "del", pod_netns)
     await run("ip", "netns", "add", pod_netns)
-    await run(
-        "ip",
-        "link",
-        "add",
-        veth,
-        "netns",
-        net.netns,
-        "type",
-        "veth",
-        "peer",
-        "name",
-        "eth0",
-        "netns",
-        pod_netns,
-    )
+    # The MAC follows from the IP, so when a pod reuses a departed pod's address, the
+    # neighbours' cached ARP entries for it are still right.
+    peer = ["peer", "name", "eth0", "address", mac_for(ip), "netns", pod_netns]
+    await run("ip", "link", "add", veth, "netns", net.netns, "type", "veth", *peer)
     await in_netns(net.netns, "ip", "link", "set", veth, "master", "br0", "up")
     await in_netns(pod_netns, "ip", "link", "set", "lo", "up")
     await in_netns(pod_netns, "ip", "addr", "add", f"{ip}/{net.prefixlen}", "dev", "eth0")

@@ -1,0 +1,150 @@
+"""Outbound: what the app's connections to service VIPs (and anything else) become.
+
+Each TCP port of each Service with a cluster IP gets an HTTP chain (when the port
+is not opaque) and a TCP chain, both towards one EDS cluster for that port.
+Connections to any other address pass through to where they were going.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+from envoy.config.core.v3 import base_pb2
+from envoy.config.route.v3 import route_components_pb2 as rc
+from envoy.config.route.v3 import route_pb2
+
+from isthmus.model.index import ClusterState
+from isthmus.model.mesh import ORIG_PROTO_HEADER, OUTBOUND_PORT
+from isthmus.model.resources import Endpoint, ServiceAddress, ServicePort
+from isthmus.xds.translate import naming
+from isthmus.xds.translate.chains import chain_match, http_chain, loop_guards, sidecar_listener, tcp_chain
+from isthmus.xds.translate.clusters import (
+    UpstreamProtocol,
+    eds_cluster,
+    load_assignment,
+    original_dst_cluster,
+)
+from isthmus.xds.translate.fragments import DISABLED, Resources
+
+
+@dataclass(frozen=True)
+class VipPort:
+    """One service port as the outbound listener sees it: a VIP prefix and a port."""
+
+    svc: ServiceAddress
+    port: ServicePort
+    prefix: str
+    endpoints: tuple[Endpoint, ...]
+    opaque: bool
+
+    @property
+    def cluster(self) -> str:
+        return naming.outbound_cluster(self.svc, self.port.port)
+
+    @property
+    def stat_prefix(self) -> str:
+        return naming.outbound_stat_prefix(self.svc, self.port.port)
+
+    @property
+    def upgrades_to_http2(self) -> bool:
+        """Every peer has a sidecar whose inbound accepts h2c, and between
+        sidecars HTTP/2 measured better; otherwise keep the client's protocol."""
+        return all(e.meshed for e in self.endpoints)
+
+
+def vip_prefix(cluster_ip: str) -> str | None:
+    """ "ip/32" (or /128) for a routable VIP; None for headless ("None", "") and junk."""
+    try:
+        ip = ipaddress.ip_address(cluster_ip)
+    except ValueError:
+        return None
+    return None if ip.is_unspecified else f"{ip}/{ip.max_prefixlen}"
+
+
+def vip_ports(state: ClusterState) -> list[VipPort]:
+    """Every routable (VIP, port) once, in a stable order.
+
+    Envoy rejects a listener whose filter chains match the same traffic, so when
+    two services share a VIP and port (or a service lists a port twice) the first
+    by namespace and name wins; the others would be unreachable anyway.
+    """
+    out: list[VipPort] = []
+    seen_matches: set[tuple[str, int]] = set()
+    seen_clusters: set[str] = set()
+    for svc in sorted(state.services, key=lambda s: (s.namespace, s.name, s.cluster_ip)):
+        prefix = vip_prefix(svc.cluster_ip)
+        if prefix is None:
+            continue
+        for port in sorted(svc.service.ports, key=lambda p: (p.port, p.name)):
+            if port.protocol != "TCP":
+                continue
+            vp = VipPort(svc, port, prefix, state.endpoints(svc, port), state.port_is_opaque(svc, port))
+            if (prefix, port.port) in seen_matches or vp.cluster in seen_clusters:
+                continue
+            seen_matches.add((prefix, port.port))
+            seen_clusters.add(vp.cluster)
+            out.append(vp)
+    return out
+
+
+def _route_config(vp: VipPort) -> route_pb2.RouteConfiguration:
+    name = naming.outbound_route(vp.svc, vp.port.port)
+    vhost = rc.VirtualHost(
+        name=name,
+        domains=["*"],
+        # No route timeout: long gRPC streams and slow downloads must survive.
+        routes=[rc.Route(match=rc.RouteMatch(prefix="/"), route=rc.RouteAction(cluster=vp.cluster, timeout=DISABLED))],
+    )
+    if vp.upgrades_to_http2:
+        # The peer's inbound sidecar reads this to speak the client's protocol to its app.
+        vhost.request_headers_to_add.append(
+            base_pb2.HeaderValueOption(
+                header=base_pb2.HeaderValue(key=ORIG_PROTO_HEADER, value="%PROTOCOL%"),
+                append_action=base_pb2.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD,
+            )
+        )
+    else:
+        # Not ours to forward: an app must not steer a peer sidecar's protocol choice.
+        vhost.request_headers_to_remove.append(ORIG_PROTO_HEADER)
+    return route_pb2.RouteConfiguration(name=name, virtual_hosts=[vhost])
+
+
+def build_outbound(state: ClusterState) -> Resources:
+    vps = vip_ports(state)
+    # http_inspector can be switched off by destination port only, not by VIP, so a
+    # port that is opaque for one service is treated as opaque for all of them.
+    opaque_ports = {vp.port.port for vp in vps if vp.opaque}
+    out = Resources()
+    chains = loop_guards()
+    inspect_ports: set[int] = set()
+    for vp in vps:
+        l7 = vp.port.port not in opaque_ports
+        protocol: UpstreamProtocol = "none"
+        if l7:
+            protocol = "http2" if vp.upgrades_to_http2 else "downstream"
+            route = _route_config(vp)
+            out.routes.append(route)
+            inspect_ports.add(vp.port.port)
+            chains.append(
+                http_chain(f"{vp.cluster}|http", chain_match(vp.port.port, vp.prefix, True), vp.stat_prefix, route.name)
+            )
+        chains.append(
+            tcp_chain(f"{vp.cluster}|tcp", chain_match(vp.port.port, vp.prefix, False), vp.stat_prefix, vp.cluster)
+        )
+        out.clusters.append(eds_cluster(vp.cluster, vp.stat_prefix, protocol))
+        out.endpoints.append(load_assignment(vp.cluster, vp.endpoints))
+
+    out.clusters.append(original_dst_cluster(naming.PASSTHROUGH_CLUSTER, "none"))
+    out.listeners.append(
+        sidecar_listener(
+            naming.OUTBOUND_LISTENER,
+            OUTBOUND_PORT,
+            base_pb2.OUTBOUND,
+            chains,
+            tcp_chain(naming.PASSTHROUGH_CLUSTER, None, naming.PASSTHROUGH_CLUSTER, naming.PASSTHROUGH_CLUSTER),
+            inspect_ports,
+            state.settings.detect_timeout_ms,
+        )
+    )
+    return out
