@@ -27,7 +27,9 @@ def host_network_state() -> dict[str, str]:
             return ""
 
     return {
-        "links": "\n".join(sorted(line.split(":")[1].strip() for line in run("ip", "-o", "link").splitlines() if ":" in line)),
+        "links": "\n".join(
+            sorted(line.split(":")[1].strip() for line in run("ip", "-o", "link").splitlines() if ":" in line)
+        ),
         "netns": run("ip", "netns", "list"),
         "routes": run("ip", "route"),
         "iptables": "\n".join(line for line in run("iptables-save").splitlines() if not line.startswith("#")),
@@ -66,14 +68,22 @@ class Mesh:
     def env(self) -> dict[str, str]:
         return {**os.environ, "ISTHMUS_HOME": str(self.home)}
 
-    def run(self, *args: str, input: str | None = None, timeout: float = 180, check: bool = True) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run([ISTHMUS, *args], env=self.env, input=input, capture_output=True, text=True, timeout=timeout)
+    def run(
+        self, *args: str, input: str | None = None, timeout: float = 180, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run(
+            [ISTHMUS, *args], env=self.env, input=input, capture_output=True, text=True, timeout=timeout
+        )
         if check and proc.returncode != 0:
-            raise AssertionError(f"isthmus {' '.join(args)} exited {proc.returncode}\nstdout: {proc.stdout}\nstderr: {proc.stderr}")
+            raise AssertionError(
+                f"isthmus {' '.join(args)} exited {proc.returncode}\nstdout: {proc.stdout}\nstderr: {proc.stderr}"
+            )
         return proc
 
     def popen(self, *args: str) -> subprocess.Popen[str]:
-        return subprocess.Popen([ISTHMUS, *args], env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        return subprocess.Popen(
+            [ISTHMUS, *args], env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
 
     def apply(self, manifest: str, *extra: str) -> str:
         return self.run("apply", "-f", "-", "--wait", *extra, input=manifest).stdout

@@ -50,7 +50,18 @@ spec:
 
 def _loadgen(mesh: Mesh, client: str, url: str, rate: int, seconds: int) -> object:
     return mesh.popen(
-        "exec", client, "--", "python", "-m", "isthmus.apps.loadgen", url, "--rate", str(rate), "--duration", str(seconds), "--json"
+        "exec",
+        client,
+        "--",
+        "python",
+        "-m",
+        "isthmus.apps.loadgen",
+        url,
+        "--rate",
+        str(rate),
+        "--duration",
+        str(seconds),
+        "--json",
     )
 
 
@@ -94,7 +105,11 @@ def test_control_plane_restart_under_load_loses_no_request(demo_mesh: Mesh) -> N
         time.sleep(2)
         demo_mesh.run("controlplane", "restart")
         time.sleep(1)
-        wait_for(lambda: demo_mesh.run("check", check=False).returncode == 0, 30, "sidecars to reconnect to the new control plane")
+        wait_for(
+            lambda: demo_mesh.run("check", check=False).returncode == 0,
+            30,
+            "sidecars to reconnect to the new control plane",
+        )
     finally:
         report = _report(load)
     assert report["failures"] == {}, report
@@ -131,5 +146,7 @@ def test_kill_9_leaves_nothing_and_up_brings_everything_back(fresh_home: Mesh, h
     services_after = json.loads(fresh_home.run("get", "svc", "-A", "-o", "json", "--cluster", "west").stdout)["items"]
     assert services_after == services_before  # same objects, same cluster IPs
     client = fresh_home.pod("client", cluster="west")
-    out = fresh_home.run("exec", "--cluster", "west", client, "--", "curl", "-sS", "--fail", "-m", "5", "http://api.shop/").stdout
+    out = fresh_home.run(
+        "exec", "--cluster", "west", client, "--", "curl", "-sS", "--fail", "-m", "5", "http://api.shop/"
+    ).stdout
     assert json.loads(out)["pod"].startswith("api-")

@@ -59,7 +59,17 @@ def test_tcp_echo(demo_mesh: Mesh) -> None:
 def test_loadgen_spreads_across_replicas(demo_mesh: Mesh) -> None:
     client = demo_mesh.pod("client")
     out = demo_mesh.exec(
-        client, "python", "-m", "isthmus.apps.loadgen", "http://web/", "--rate", "100", "--duration", "3", "--json", timeout=60
+        client,
+        "python",
+        "-m",
+        "isthmus.apps.loadgen",
+        "http://web/",
+        "--rate",
+        "100",
+        "--duration",
+        "3",
+        "--json",
+        timeout=60,
     )
     report = json.loads(out.stdout)
     assert report["failures"] == {}, report["failures"]

@@ -42,12 +42,6 @@ def _parse(text: str, source: str, namespace: str | None) -> list[Resource]:
     resources = parse_manifests(text, source, namespace=namespace)
     if not resources:
         raise ApplyError(f"{source}: no objects to apply")
-    seen: set[Key] = set()
-    for r in resources:
-        key = resource_key(r)
-        if key in seen:
-            raise ApplyError(f"{source}: {r.kind} {r.meta.name} appears twice in the input")
-        seen.add(key)
     return resources
 
 

@@ -32,6 +32,7 @@ from isthmus.platform.local import dns, netns
 from isthmus.platform.local.netplan import ClusterNetwork
 from isthmus.platform.local.paths import StatePaths
 from isthmus.platform.local.pods import PodPlan, PodRuntime
+from isthmus.platform.local.service_proxy import service_rules
 from isthmus.platform.local.store import Store
 from isthmus.platform.local.supervisor import Supervised
 
@@ -230,10 +231,23 @@ class LocalCluster:
     def _publish_now(self) -> None:
         self._publish_pending = False
         state = self.state()
+        self._spawn(self._update_unmeshed(state), "service rules")
         for q in self._watchers:
             with contextlib.suppress(asyncio.QueueEmpty):
                 q.get_nowait()
             q.put_nowait(state)
+
+    async def _update_unmeshed(self, state: ClusterState) -> None:
+        """Give pods without a sidecar the current service VIP rules (only where they changed)."""
+        rules = service_rules(state)
+        for pod in list(self.pods.values()):
+            if pod.injected or pod.phase != "Running" or pod.service_rules == rules:
+                continue
+            try:
+                await netns.install_iptables(pod.netns, rules)
+                pod.service_rules = rules
+            except netns.CommandFailed as e:
+                log.warning("pod %s: could not update service rules: %s", pod.plan.name, e)
 
     def watch(self) -> asyncio.Queue[ClusterState]:
         q: asyncio.Queue[ClusterState] = asyncio.Queue(maxsize=1)

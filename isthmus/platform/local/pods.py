@@ -20,6 +20,7 @@ from isthmus.model.resources import Container, Pod, PodTemplate
 from isthmus.platform.local import netns
 from isthmus.platform.local.netplan import ClusterNetwork, hosts_file, resolv_conf, veth_name
 from isthmus.platform.local.paths import StatePaths
+from isthmus.platform.local.service_proxy import hook_rules
 from isthmus.platform.local.supervisor import Supervised
 from isthmus.proxy.redirect import iptables_rules
 
@@ -76,6 +77,7 @@ class PodRuntime:
         self.sidecar: Supervised | None = None
         self.containers: list[Supervised] = []
         self.phase = "Pending"
+        self.service_rules = ""  # what this pod's service VIP chain holds, when it has no sidecar
         self.ready = False
         self.terminating = False
         self._on_change = on_change
@@ -123,6 +125,8 @@ class PodRuntime:
         if self.injected:
             await netns.install_iptables(self.netns, iptables_rules(self.net.node_ip))
             await self._start_sidecar()
+        else:
+            await netns.install_iptables(self.netns, hook_rules())
         for c in self.plan.template.containers:
             self._start_container(c)
         self.phase = "Running"
