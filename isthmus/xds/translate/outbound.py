@@ -88,6 +88,13 @@ def vip_ports(state: ClusterState) -> list[VipPort]:
     return out
 
 
+# Retry only what never reached the app (no connection, stream refused, reset before the
+# request went out), so a replica that vanished between two endpoint updates costs
+# the client nothing and no request is ever run twice.
+SAFE_RETRIES = rc.RetryPolicy(retry_on="connect-failure,refused-stream,reset-before-request")
+SAFE_RETRIES.num_retries.value = 2
+
+
 def _route_config(vp: VipPort) -> route_pb2.RouteConfiguration:
     name = naming.outbound_route(vp.svc, vp.port.port)
     vhost = rc.VirtualHost(
@@ -95,6 +102,7 @@ def _route_config(vp: VipPort) -> route_pb2.RouteConfiguration:
         domains=["*"],
         # No route timeout: long gRPC streams and slow downloads must survive.
         routes=[rc.Route(match=rc.RouteMatch(prefix="/"), route=rc.RouteAction(cluster=vp.cluster, timeout=DISABLED))],
+        retry_policy=SAFE_RETRIES,
     )
     if vp.upgrades_to_http2:
         # The peer's inbound sidecar reads this to speak the client's protocol to its app.
