@@ -16,11 +16,10 @@ from typing import Any
 
 from isthmus.model.codec import decode
 from isthmus.model.index import ClusterState
-from isthmus.model.mesh import node_id
 from isthmus.platform.local import rpc
 from isthmus.xds.ads import AdsServer, start_ads_server
 from isthmus.xds.cache import SnapshotCache
-from isthmus.xds.translate import build_sidecar
+from isthmus.xds.translate import build_sidecars
 
 log = logging.getLogger("isthmus.controlplane")
 RECONNECT_MAX = 5.0
@@ -28,10 +27,7 @@ RECONNECT_MAX = 5.0
 
 def apply_state(cache: SnapshotCache, state: ClusterState) -> tuple[int, int]:
     """Set every meshed pod's snapshot and drop those of pods that are gone; returns (changed, removed)."""
-    wanted = {}
-    for pod in state.pods:
-        if pod.injected:
-            wanted[node_id(state.settings.name, pod.namespace, pod.name)] = build_sidecar(state, pod)
+    wanted = build_sidecars(state)
     changed = sum(1 for n, snap in wanted.items() if cache.set(n, snap))
     gone = [n for n in cache.node_ids() if n not in wanted]
     for n in gone:

@@ -124,6 +124,7 @@ class Fields:
         known: Collection[str],
         *,
         empty_ok: Collection[str] = (),
+        optional: bool = False,
     ) -> None:
         self.problems = problems
         self.path = path
@@ -131,7 +132,8 @@ class Fields:
         # An absent or broken mapping is reported once, by its parent: not again for each required field.
         self.present = isinstance(value, dict)
         if not isinstance(value, dict):
-            if value is not None:
+            # Null is absence for an optional field, but a list entry must be there.
+            if value is not None or not optional:
                 problems.add(path, expected("mapping", value))
             return
         for key, v in value.items():
@@ -215,7 +217,7 @@ class Fields:
     ) -> Fields:
         if required and key not in self.data:
             self.missing(key)
-        return Fields(self.problems, self.data.get(key), self.at(key), known, empty_ok=empty_ok)
+        return Fields(self.problems, self.data.get(key), self.at(key), known, empty_ok=empty_ok, optional=True)
 
     def string_map(self, key: str, *, check_key: Check, check_value: Check | None) -> tuple[tuple[str, str], ...]:
         """A map of strings (labels, annotations), sorted by key so equal manifests parse equal."""

@@ -182,4 +182,6 @@ def enter_argv(paths: StatePaths) -> list[str]:
     pid = read_pids(paths).get("init")
     if not pid or not _alive(pid):
         raise LaunchError("no local mesh is running (start one with `isthmus up`)")
-    return ["nsenter", f"--target={pid}", "--user", "--mount", "--pid", "--"]
+    # Keep our uid and groups: an unprivileged user may not setgroups inside the namespace,
+    # and our uid is the one mapped to root there anyway.
+    return ["nsenter", f"--target={pid}", "--user", "--mount", "--pid", "--preserve-credentials", "--"]
