@@ -90,3 +90,32 @@ def test_killed_app_is_restarted(demo_mesh: Mesh) -> None:
     )
     out = demo_mesh.exec(client, "python", "-m", "isthmus.apps.tcp_client", "echo-tcp", "7070", "--send", "back")
     assert out.stdout.strip() == "back"
+
+
+CHURN = """
+apiVersion: v1
+kind: Service
+metadata: {name: web-alias}
+spec:
+  selector: {app: web}
+  ports: [{port: 8000, targetPort: http}]
+"""
+
+
+def test_names_follow_services_as_they_come_and_go(demo_mesh: Mesh) -> None:
+    client = demo_mesh.pod("client")
+    missing = demo_mesh.exec(client, "curl", "-sS", "-m", "5", "http://web-alias:8000/", check=False)
+    assert missing.returncode == 6  # no such name yet
+    demo_mesh.apply(CHURN)
+    wait_for(
+        lambda: demo_mesh.exec(client, "curl", "-sS", "--fail", "-m", "5", "http://web-alias:8000/", check=False).returncode == 0,
+        10,
+        "the new service to be routable by name",
+    )
+    assert demo_mesh.curl_json(client, "http://web-alias.default:8000/")["pod"].startswith("web-")
+    demo_mesh.run("delete", "-f", "-", input=CHURN)
+    wait_for(
+        lambda: demo_mesh.exec(client, "curl", "-sS", "-m", "5", "http://web-alias:8000/", check=False).returncode == 6,
+        10,
+        "the deleted service's name to stop resolving",
+    )
