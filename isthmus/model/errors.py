@@ -91,4 +91,8 @@ def one_line(text: str) -> str:
     """Escape line breaks and other unprintable characters so a message stays one terminal line."""
     if text.isprintable():
         return text
-    return "".join(c if c.isprintable() else f"\\u{ord(c):04x}" for c in text)
+    return "".join(c if c.isprintable() else _escape(c) for c in text)
+
+
+def _escape(c: str) -> str:
+    return f"\\u{ord(c):04x}" if ord(c) <= 0xFFFF else f"\\U{ord(c):08x}"

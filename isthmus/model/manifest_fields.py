@@ -85,7 +85,7 @@ def expected(what: str, value: object) -> str:
     message = f"expected {what}, got {describe(value)}"
     if what == "string" and isinstance(value, (bool, int, float)):
         message += " (quote it to make it a string)"
-    elif "integer" in what and isinstance(value, str) and value.strip().isdigit():
+    elif "integer" in what and isinstance(value, str) and value.strip().isdecimal() and value.isascii():
         message += " (remove the quotes)"
     return message
 
@@ -95,12 +95,15 @@ class Problems:
 
     def __init__(self) -> None:
         self.items: list[tuple[Path, str]] = []
+        # Every prefix of every problem's path, so asking about a subtree stays cheap in a long List.
+        self._flawed: set[Path] = set()
 
     def add(self, path: Path, message: str) -> None:
         self.items.append((path, message))
+        self._flawed.update(path[:i] for i in range(len(path) + 1))
 
     def any_under(self, *paths: Path) -> bool:
-        return any(p[: len(path)] == path for p, _ in self.items for path in paths)
+        return any(path in self._flawed for path in paths)
 
 
 def _absent_or_empty(value: object) -> bool:
@@ -112,8 +115,9 @@ class Fields:
 
     `known` fields are read through the methods below; `empty_ok` are Kubernetes
     fields that generators such as `kubectl create --dry-run -o yaml` emit empty
-    (`status: {}`, `creationTimestamp: null`), accepted only when empty. Anything
-    else is an unknown field, as with `kubectl apply --validate=strict`.
+    (`strategy: {}`, `creationTimestamp: null`), accepted only when empty; `ignored`
+    are mappings the API server ignores on apply (`status`). Anything else is an
+    unknown field, as with `kubectl apply --validate=strict`.
     """
 
     def __init__(
@@ -124,6 +128,7 @@ class Fields:
         known: Collection[str],
         *,
         empty_ok: Collection[str] = (),
+        ignored: Collection[str] = (),
         optional: bool = False,
     ) -> None:
         self.problems = problems
@@ -145,6 +150,9 @@ class Fields:
             elif key in empty_ok:
                 if not _absent_or_empty(v):
                     problems.add((*path, key), "not supported by Isthmus; only an empty value is accepted")
+            elif key in ignored:
+                if v is not None and not isinstance(v, dict):
+                    problems.add((*path, key), expected("mapping", v))
             else:
                 problems.add((*path, key), _unknown(key, known))
 
@@ -172,8 +180,8 @@ class Fields:
         if not isinstance(value, str):
             self.problems.add(self.at(key), expected("string", value))
             return default
-        if check is not None and (problem := check(value)) is not None:
-            self.problems.add(self.at(key), f"{problem}, got {quote(value)}")
+        if (problem := text_problem(value, check)) is not None:
+            self.problems.add(self.at(key), problem)
             return default
         return value
 
@@ -192,8 +200,8 @@ class Fields:
         for path, item in self.items(key, required=required, why=why):
             if not isinstance(item, str):
                 self.problems.add(path, expected("string", item))
-            elif check is not None and (problem := check(item)) is not None:
-                self.problems.add(path, f"{problem}, got {quote(item)}")
+            elif (problem := text_problem(item, check)) is not None:
+                self.problems.add(path, problem)
             else:
                 out.append(item)
         return tuple(out)
@@ -238,11 +246,24 @@ class Fields:
             elif not isinstance(v, str):
                 hint = ' (write "" for an empty value)' if v is None else ""
                 self.problems.add(path, expected("string", v) + hint)
-            elif check_value is not None and (problem := check_value(v)) is not None:
-                self.problems.add(path, f"{problem}, got {quote(v)}")
+            elif (problem := text_problem(v, check_value)) is not None:
+                self.problems.add(path, problem)
             else:
                 out[k] = v
         return tuple(sorted(out.items()))
+
+
+def text_problem(value: str, check: Check | None) -> str | None:
+    """What is wrong with a string field's value, with the value shown; None when fine."""
+    # YAML's and JSON's \u escapes can make lone surrogates, which no file, process or database takes.
+    if not value.isascii():
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            return f"must be valid Unicode text, without lone surrogates, got {quote(value)}"
+    if check is not None and (problem := check(value)) is not None:
+        return f"{problem}, got {quote(value)}"
+    return None
 
 
 def check_integer(problems: Problems, path: Path, value: object, low: int, high: int, default: int) -> int:

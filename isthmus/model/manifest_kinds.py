@@ -48,6 +48,8 @@ MAX_REPLICAS = 1000
 
 OBJECT = frozenset({"apiVersion", "kind", "metadata"})
 METADATA = frozenset({"name", "namespace", "labels", "annotations"})
+# Written by the API server and ignored when applied, so output of `get -o yaml` applies again.
+SERVER_WRITTEN = frozenset({"status"})
 # Emitted empty by `kubectl create --dry-run -o yaml` and similar generators.
 GENERATED_EMPTY = frozenset({"creationTimestamp"})
 
@@ -64,7 +66,7 @@ class Context:
 
 
 def parse_namespace(value: object, path: Path, ctx: Context) -> Namespace:
-    root = Fields(ctx.problems, value, path, OBJECT, empty_ok={"spec", "status"})
+    root = Fields(ctx.problems, value, path, OBJECT, empty_ok={"spec"}, ignored=SERVER_WRITTEN)
     return Namespace(read_metadata(root, ctx, dns1123_label, namespaced=False))
 
 
@@ -75,7 +77,7 @@ def parse_service_account(value: object, path: Path, ctx: Context) -> ServiceAcc
 
 def parse_service(value: object, path: Path, ctx: Context) -> Service:
     problems = ctx.problems
-    root = Fields(problems, value, path, OBJECT | {"spec"}, empty_ok={"status"})
+    root = Fields(problems, value, path, OBJECT | {"spec"}, ignored=SERVER_WRITTEN)
     meta = read_metadata(root, ctx, dns1035_label, namespaced=True)
     spec = root.mapping("spec", {"selector", "ports", "type", "clusterIP"}, required=True)
     service_type = spec.string("type", default="ClusterIP")
@@ -118,7 +120,7 @@ def _service_port(problems: Problems, value: object, path: Path, *, named: bool)
     target = f.raw("targetPort")
     target_port: int | str = port
     if isinstance(target, str):
-        if target.isdigit():
+        if target.isascii() and target.isdigit():
             problems.add(
                 f.at("targetPort"), f"a port number must be an integer, got string {quote(target)} (remove the quotes)"
             )
@@ -135,7 +137,7 @@ def _service_port(problems: Problems, value: object, path: Path, *, named: bool)
 
 def parse_deployment(value: object, path: Path, ctx: Context) -> Deployment:
     problems = ctx.problems
-    root = Fields(problems, value, path, OBJECT | {"spec"}, empty_ok={"status"})
+    root = Fields(problems, value, path, OBJECT | {"spec"}, ignored=SERVER_WRITTEN)
     meta = read_metadata(root, ctx, dns1123_label, namespaced=True)
     spec = root.mapping("spec", {"replicas", "selector", "template"}, empty_ok={"strategy"}, required=True)
     replicas = spec.integer("replicas", low=0, high=MAX_REPLICAS, default=1)

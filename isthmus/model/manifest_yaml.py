@@ -18,6 +18,8 @@ from isthmus.model.manifest_fields import Path, describe, quote
 MAX_DEPTH = 64
 # Counted after alias expansion: validation walks aliased values once per use.
 MAX_VALUES = 100_000
+# Far past any number a manifest holds, and short of Python's 4300-digit limit on int().
+_MAX_INT_CHARS = 100
 
 _MAP = "tag:yaml.org,2002:map"
 _SEQ = "tag:yaml.org,2002:seq"
@@ -104,6 +106,7 @@ class _Open:
     value: dict[str, object] | list[object]
     path: Path
     anchor: str | None
+    start: yaml.Mark
     key: object = _NO_KEY
     key_mark: yaml.Mark | None = None
     merges: list[dict[str, object]] = field(default_factory=list)
@@ -157,10 +160,11 @@ class _Builder:
                 if event.tag not in (None, "!", _MAP if isinstance(event, yaml.MappingStartEvent) else _SEQ):
                     self.problem(path, f"unsupported YAML tag {quote(event.tag)}", mark)
                 container: dict[str, object] | list[object] = {} if isinstance(event, yaml.MappingStartEvent) else []
-                self.stack.append(_Open(container, path, event.anchor))
+                self.stack.append(_Open(container, path, event.anchor, mark))
                 continue
             if isinstance(event, yaml.CollectionEndEvent):
                 done = self.stack.pop()
+                mark = done.start  # problems with a mapping or list point at where it begins
                 value, size, height = self.close(done), done.size, done.height + 1
                 new = 1  # its contents were counted as they arrived
                 if done.anchor is not None:
@@ -211,6 +215,9 @@ class _Builder:
         # YAML 1.1 base-60 numbers ("1:20" is 80): Kubernetes' YAML library keeps them as strings.
         if tag in _AS_STRING or (tag in (_INT, _FLOAT) and event.tag is None and ":" in event.value):
             return event.value, _STR if tag in (_INT, _FLOAT) else tag
+        if tag == _INT and len(event.value) > _MAX_INT_CHARS:
+            self.problem(path, "integer too large", event.start_mark)
+            return None, _NULL
         node = yaml.ScalarNode(tag, event.value, event.start_mark, event.end_mark, event.style)
         try:
             if tag == _NULL:
@@ -221,13 +228,8 @@ class _Builder:
                 return self.loader.construct_yaml_int(node), tag
             if tag == _FLOAT:
                 return self.loader.construct_yaml_float(node), tag
-        except ValueError as e:
-            if "digits" in str(e):  # Python's guard against quadratic int parsing
-                self.problem(path, "integer too large", event.start_mark)
-                return None, _NULL
-            self.problem(path, f"not a valid {tag.rsplit(':', 1)[-1]}: {quote(event.value)}", event.start_mark)
-            return event.value, _STR
-        except (IndexError, KeyError):  # PyYAML's constructors index into the text unchecked
+        # ValueError from int()/float(); the others because PyYAML's constructors index the text unchecked.
+        except (ValueError, IndexError, KeyError):
             self.problem(path, f"not a valid {tag.rsplit(':', 1)[-1]}: {quote(event.value)}", event.start_mark)
             return event.value, _STR
         self.problem(path, f"unsupported YAML tag {quote(tag)}", event.start_mark)

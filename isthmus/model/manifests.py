@@ -101,35 +101,13 @@ class _Run:
     def document(self, document: YamlDocument) -> None:
         value = document.value
         for p in document.problems:
-            kind, name = _what(value, p.path)
-            self.errors.append(
-                ManifestError(
-                    self.source,
-                    p.message,
-                    document=document.index,
-                    kind=kind,
-                    name=name,
-                    path=render_path(p.path),
-                    line=p.line or None,
-                    column=p.column or None,
-                )
-            )
+            self.error(document, p.path, p.message, p.line or None, p.column or None)
         if document.abandoned or value is None:
             return
         problems = Problems()
         found = _parse_document(value, Context(problems, self.context_namespace))
         for path, message in problems.items:
-            kind, name = _what(value, path)
-            self.errors.append(
-                ManifestError(
-                    self.source,
-                    message,
-                    document=document.index,
-                    kind=kind,
-                    name=name,
-                    path=render_path(path),
-                )
-            )
+            self.error(document, path, message)
         for path, resource in found:
             if document.problems or problems.any_under(path):
                 continue
@@ -137,20 +115,28 @@ class _Run:
             if key in self.defined:
                 first_document, first_path = self.defined[key]
                 where = f"document {first_document}" + (f" at {render_path(first_path)}" if first_path else "")
-                kind, name = _what(value, path)
-                self.errors.append(
-                    ManifestError(
-                        self.source,
-                        f"{resource.kind} {quote(resource.meta.name)} is already defined in {where}",
-                        document=document.index,
-                        kind=kind,
-                        name=name,
-                        path=render_path((*path, "metadata", "name")),
-                    )
-                )
+                message = f"{resource.kind} {quote(resource.meta.name)} is already defined in {where}"
+                self.error(document, (*path, "metadata", "name"), message)
                 continue
             self.defined[key] = (document.index, path)
             self.resources.append(resource)
+
+    def error(
+        self, document: YamlDocument, path: Path, message: str, line: int | None = None, column: int | None = None
+    ) -> None:
+        kind, name = _what(document.value, path)
+        self.errors.append(
+            ManifestError(
+                self.source,
+                message,
+                document=document.index,
+                kind=kind,
+                name=name,
+                path=render_path(path),
+                line=line,
+                column=column,
+            )
+        )
 
     def finish(self) -> list[Resource]:
         if self.errors:
