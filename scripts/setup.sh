@@ -23,7 +23,7 @@ if [ "${#need_pkgs[@]}" -gt 0 ]; then
 fi
 
 py=""
-for c in python3.12 python3.11 python3; do
+for c in python3.11 python3.12 python3.13 python3; do
   if command -v "$c" >/dev/null 2>&1 && "$c" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then py=$c; break; fi
 done
 [ -n "$py" ] || { echo "isthmus: Python 3.11 or newer is needed" >&2; exit 1; }
