@@ -7,6 +7,7 @@ import os
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -192,13 +193,12 @@ def get(args: argparse.Namespace) -> int:
             f'unknown resource type "{args.kind}": use one of pods, services, deployments, namespaces, serviceaccounts'
         )
     items: list[dict[str, Any]] = _call(_paths(args), {"op": "get", "kind": kind, "cluster": args.cluster})["items"]
-    ns_of = (lambda i: i["namespace"]) if kind == "pods" else (lambda i: i["metadata"].get("namespace", ""))
-    name_of = (lambda i: i["name"]) if kind == "pods" else (lambda i: i["metadata"]["name"])
+    meta: Callable[[dict[str, Any]], dict[str, Any]] = (lambda i: i) if kind == "pods" else (lambda i: i["metadata"])
     if kind not in ("namespaces",) and not args.all_namespaces:
         ns = args.namespace or "default"
-        items = [i for i in items if ns_of(i) in (ns, "")]
+        items = [i for i in items if meta(i).get("namespace", "") in (ns, "")]
     if args.name:
-        items = [i for i in items if name_of(i) == args.name]
+        items = [i for i in items if meta(i)["name"] == args.name]
         if not items:
             raise CliError(f'{kind[:-1]} "{args.name}" not found')
     if args.output == "json":
@@ -234,7 +234,7 @@ def logs(args: argparse.Namespace) -> int:
     if args.controlplane:
         st = _call(paths, {"op": "status"})
         names = [c["name"] for c in st["clusters"]]
-        cluster = args.cluster or (names[0] if len(names) == 1 else None)
+        cluster = args.cluster or (names[0] if len(names) == 1 else "")
         if cluster not in names:
             raise CliError(f"name a cluster with --cluster (clusters: {', '.join(names)})")
         path = paths.controller_log(cluster)

@@ -59,5 +59,5 @@ def _decode(tp: Any, data: Any) -> Any:
     if dataclasses.is_dataclass(tp):
         hints = get_type_hints(tp)
         kwargs = {f.name: _decode(hints[f.name], data[f.name]) for f in dataclasses.fields(tp) if f.name in data}
-        return tp(**kwargs)
+        return typing.cast(Any, tp)(**kwargs)
     return data

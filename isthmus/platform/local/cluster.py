@@ -16,7 +16,8 @@ import logging
 import secrets
 import string
 import sys
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
+from typing import Any
 
 from isthmus.model.codec import encode
 from isthmus.model.index import ClusterState
@@ -204,9 +205,8 @@ class LocalCluster:
             self._terminating.discard(pod)
             self.publish()
 
-    def _spawn(self, coro: object, name: str) -> None:
-        task = asyncio.ensure_future(coro)  # type: ignore[arg-type]
-        task.set_name(name)
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        task = asyncio.create_task(coro, name=name)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 

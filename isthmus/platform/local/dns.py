@@ -41,7 +41,8 @@ def answer(query: bytes, names: Mapping[str, str]) -> bytes | None:
     elif q.qtype in (QTYPE.A, QTYPE.ANY):
         reply.add_answer(RR(q.qname, QTYPE.A, rdata=A(names[qname]), ttl=TTL))
     # Other types for a known name: NOERROR with no answer, so resolvers don't wait for AAAA.
-    return reply.pack()
+    packed: bytes = reply.pack()
+    return packed
 
 
 class _Protocol(asyncio.DatagramProtocol):

@@ -17,6 +17,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from isthmus.platform.local import rpc
 from isthmus.platform.local.paths import StatePaths
@@ -81,7 +82,7 @@ def _child_of(pid: int, timeout: float = 5.0) -> int | None:
     return None
 
 
-def start(paths: StatePaths, clusters: list[str], progress: Callable[[str], None]) -> dict[str, object]:
+def start(paths: StatePaths, clusters: list[str], progress: Callable[[str], None]) -> dict[str, Any]:
     """Start the daemon (or tell a running one about new clusters) and wait until it is ready."""
     if is_running(paths):
         progress("a local mesh is already running; adding any new clusters")
