@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from functools import cached_property
 
 from isthmus.model.resources import (
+    ANNOTATION_INBOUND_POLICY,
+    INBOUND_POLICIES,
     ClusterSettings,
     Endpoint,
     Pod,
@@ -24,6 +26,8 @@ class ClusterState:
     settings: ClusterSettings
     services: tuple[ServiceAddress, ...] = ()
     pods: tuple[Pod, ...] = ()
+    namespace_annotations: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = ()
+    """(namespace, its annotations), for settings a namespace can make for its pods."""
 
     @cached_property
     def _pods_by_ns(self) -> dict[str, tuple[Pod, ...]]:
@@ -64,6 +68,7 @@ class ClusterState:
                     ready=p.ready,
                     opaque=target in p.opaque_ports,
                     meshed=p.injected,
+                    service_account=p.service_account,
                 )
             )
         return tuple(sorted(out, key=lambda e: (e.ip, e.port)))
@@ -71,3 +76,11 @@ class ClusterState:
     def port_is_opaque(self, svc: ServiceAddress, port: ServicePort) -> bool:
         """A service port is opaque when any pod behind it marks its target port opaque."""
         return any(e.opaque for e in self.endpoints(svc, port))
+
+    def inbound_policy(self, pod: Pod) -> str:
+        """The pod's annotation, else its namespace's, else the cluster's default."""
+        for found in (pod.annotations, dict(self.namespace_annotations).get(pod.namespace, ())):
+            value = dict(found).get(ANNOTATION_INBOUND_POLICY)
+            if value in INBOUND_POLICIES:
+                return value
+        return self.settings.default_inbound_policy

@@ -25,3 +25,20 @@ def parse_node_id(value: str) -> tuple[str, str, str]:
     if len(parts) != 3 or not all(parts):
         raise ValueError(f"node id {value!r} is not <cluster>/<namespace>/<pod>")
     return parts[0], parts[1], parts[2]
+
+
+# Where a sidecar finds its identity, inside its own private mount (a tmpfs only the
+# sidecar's processes see): the key never leaves the pod. Envoy watches the directory
+# and picks up renewed certificates without a restart (file-based SDS).
+IDENTITY_DIR = "/run/isthmus-identity"
+WORKLOAD_SECRET_FILE = "workload.yaml"
+TRUST_BUNDLE_SECRET_FILE = "trust-bundle.yaml"
+# Set by the inbound sidecar to the caller's verified SPIFFE ID, removed from anything else.
+CLIENT_ID_HEADER = "x-isthmus-client-id"
+# ALPN that tells the inbound sidecar what a mesh TLS connection carries.
+ALPN_HTTP = "h2"
+ALPN_TCP = "isthmus-tcp"
+
+
+def spiffe_id(trust_domain: str, namespace: str, service_account: str) -> str:
+    return f"spiffe://{trust_domain}/ns/{namespace}/sa/{service_account}"

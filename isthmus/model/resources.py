@@ -11,6 +11,8 @@ from typing import Literal
 
 ANNOTATION_INJECT = "isthmus.io/inject"
 ANNOTATION_OPAQUE_PORTS = "config.isthmus.io/opaque-ports"
+ANNOTATION_INBOUND_POLICY = "config.isthmus.io/default-inbound-policy"
+INBOUND_POLICIES = ("all-authenticated", "all-unauthenticated")
 
 Protocol = Literal["TCP", "UDP"]
 
@@ -184,6 +186,8 @@ class Endpoint:
     ready: bool = True
     opaque: bool = False
     meshed: bool = True
+    service_account: str = "default"
+    """The identity the endpoint's sidecar presents: spiffe://<trust domain>/ns/<ns>/sa/<this>."""
 
 
 @dataclass(frozen=True)
@@ -193,4 +197,7 @@ class ClusterSettings:
     name: str
     trust_domain: str = "cluster.local"
     detect_timeout_ms: int = 1000
+    default_inbound_policy: str = "all-unauthenticated"
+    """Whether clients outside the mesh may reach meshed pods in plaintext, unless a
+    namespace or pod annotation says otherwise (`ANNOTATION_INBOUND_POLICY`)."""
     extra: tuple[tuple[str, str], ...] = field(default=())

@@ -9,7 +9,12 @@ from __future__ import annotations
 
 import re
 
-from isthmus.model.resources import ANNOTATION_INJECT, ANNOTATION_OPAQUE_PORTS
+from isthmus.model.resources import (
+    ANNOTATION_INBOUND_POLICY,
+    ANNOTATION_INJECT,
+    ANNOTATION_OPAQUE_PORTS,
+    INBOUND_POLICIES,
+)
 
 _LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
 _DNS1123_LABEL = re.compile(_LABEL)
@@ -129,4 +134,6 @@ def isthmus_annotation(key: str, value: str) -> str | None:
         return "must be enabled or disabled"
     if key == ANNOTATION_OPAQUE_PORTS and value.strip():
         return port_list(value)
+    if key == ANNOTATION_INBOUND_POLICY and value not in INBOUND_POLICIES:
+        return f"must be one of {', '.join(INBOUND_POLICIES)}"
     return None

@@ -24,6 +24,7 @@ from isthmus.model.index import ClusterState
 from isthmus.model.resources import (
     ClusterSettings,
     Deployment,
+    Namespace,
     Resource,
     Service,
     ServiceAddress,
@@ -219,7 +220,12 @@ class LocalCluster:
             if (s.meta.namespace, s.meta.name) in self.service_ips
         )
         pods = [p.model() for p in self.pods.values()] + [p.model() for p in self._terminating]
-        return ClusterState(self.settings, services, tuple(sorted(pods, key=lambda p: (p.namespace, p.name))))
+        namespaces = tuple(
+            sorted((r.meta.name, r.meta.annotations) for r in self.objects.values() if isinstance(r, Namespace))
+        )
+        return ClusterState(
+            self.settings, services, tuple(sorted(pods, key=lambda p: (p.namespace, p.name))), namespaces
+        )
 
     def publish(self) -> None:
         """Coalesce bursts of changes into one state per loop turn."""
