@@ -14,9 +14,15 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from isthmus.identity.clock import SystemClock
+from isthmus.identity.load import load_issuer, load_trust_bundle
+from isthmus.identity.server import IdentityServer
+from isthmus.identity.service import IdentityService
+from isthmus.identity.tokens import HmacTokenVerifier, load_token_secret
 from isthmus.model.codec import decode
 from isthmus.model.index import ClusterState
 from isthmus.platform.local import rpc
+from isthmus.platform.local.paths import StatePaths
 from isthmus.xds.ads import AdsServer, start_ads_server
 from isthmus.xds.cache import SnapshotCache
 from isthmus.xds.translate import build_sidecars
@@ -60,6 +66,17 @@ async def follow_platform(cluster: str, api_socket: Path, cache: SnapshotCache) 
         delay = min(delay * 2, RECONNECT_MAX)
 
 
+def identity_server(paths: StatePaths, cluster: str, trust_domain: str) -> IdentityServer:
+    """The cluster's CSR signing service, with the cluster's issuer and the mesh's anchors."""
+    clock = SystemClock()
+    bundle = load_trust_bundle(paths.trust_bundle, clock)
+    issuer = load_issuer(
+        paths.issuer_cert(cluster), paths.issuer_key(cluster), bundle, clock, trust_domain=trust_domain
+    )
+    tokens = HmacTokenVerifier(load_token_secret(paths.token_secret(cluster)), cluster, trust_domain, clock)
+    return IdentityServer(IdentityService(issuer, bundle, tokens, clock, trust_domain=trust_domain))
+
+
 def status_payload(ads: AdsServer) -> dict[str, Any]:
     st = ads.status()
     return {
@@ -78,9 +95,12 @@ def status_payload(ads: AdsServer) -> dict[str, Any]:
     }
 
 
-async def amain(cluster: str, api_socket: Path, ads_socket: Path, status_socket: Path) -> int:
+async def amain(
+    cluster: str, api_socket: Path, ads_socket: Path, status_socket: Path, paths: StatePaths, trust_domain: str
+) -> int:
     cache = SnapshotCache()
     ads = await start_ads_server(cache, f"unix:{ads_socket}")
+    identity = identity_server(paths, cluster, trust_domain)
 
     async def on_status(req: dict[str, Any], _w: asyncio.StreamWriter) -> dict[str, Any]:
         if req.get("op") != "status":
@@ -93,10 +113,14 @@ async def amain(cluster: str, api_socket: Path, ads_socket: Path, status_socket:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     log.info("control plane for %s serving ADS on %s", cluster, ads_socket)
-    async with asyncio.TaskGroup() as tg:
+    async with identity, asyncio.TaskGroup() as tg:
+        await identity.start_unix(paths.identity_socket(cluster))
         follower = tg.create_task(follow_platform(cluster, api_socket, cache), name="platform watch")
+        signer = tg.create_task(identity.serve_forever(), name="identity service")
+        log.info("identity service for %s on %s", cluster, paths.identity_socket(cluster))
         await stop.wait()
         follower.cancel()
+        signer.cancel()
     status_server.close()
     await ads.stop(grace=1.0)
     return 0
@@ -108,7 +132,11 @@ def main() -> int:
     parser.add_argument("--api-socket", required=True, type=Path)
     parser.add_argument("--ads-socket", required=True, type=Path)
     parser.add_argument("--status-socket", type=Path)
+    parser.add_argument("--home", required=True, type=Path, help="the local platform's state directory")
+    parser.add_argument("--trust-domain", default="cluster.local")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     status = args.status_socket or args.ads_socket.with_name(f"cp-{args.cluster}.sock")
-    return asyncio.run(amain(args.cluster, args.api_socket, args.ads_socket, status))
+    return asyncio.run(
+        amain(args.cluster, args.api_socket, args.ads_socket, status, StatePaths(args.home), args.trust_domain)
+    )

@@ -33,6 +33,9 @@ def parse_node_id(value: str) -> tuple[str, str, str]:
 IDENTITY_DIR = "/run/isthmus-identity"
 WORKLOAD_SECRET_FILE = "workload.yaml"
 TRUST_BUNDLE_SECRET_FILE = "trust-bundle.yaml"
+# Names of the SDS secrets inside those files; the agent writes them, the sidecar config reads them.
+WORKLOAD_SECRET = "workload"
+TRUST_BUNDLE_SECRET = "trust-bundle"
 # Set by the inbound sidecar to the caller's verified SPIFFE ID, removed from anything else.
 CLIENT_ID_HEADER = "x-isthmus-client-id"
 # ALPN that tells the inbound sidecar what a mesh TLS connection carries.

@@ -20,7 +20,12 @@ SOURCE = "fuzz input.yaml"
 
 
 def fuzz(examples: int) -> settings:
-    checks = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much, HealthCheck.function_scoped_fixture]
+    checks = [
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+        HealthCheck.filter_too_much,
+        HealthCheck.function_scoped_fixture,
+    ]
     return settings(max_examples=examples, deadline=None, suppress_health_check=checks)
 
 
@@ -39,7 +44,9 @@ def test_apply_plans_all_or_nothing(docs: list[Any]) -> None:
 
 
 def _everything(mesh: Mesh) -> str:
-    return json.dumps([json.loads(mesh.run("get", kind, "-A", "-o", "json").stdout) for kind in ("ns", "sa", "deploy", "svc")])
+    return json.dumps(
+        [json.loads(mesh.run("get", kind, "-A", "-o", "json").stdout) for kind in ("ns", "sa", "deploy", "svc")]
+    )
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +56,9 @@ def baseline(demo_mesh: Mesh) -> Iterator[tuple[Mesh, str]]:
 
 @fuzz(40)
 @given(docs=mutated())
-def test_the_daemon_refuses_malformed_manifests_and_changes_nothing(baseline: tuple[Mesh, str], docs: list[Any]) -> None:
+def test_the_daemon_refuses_malformed_manifests_and_changes_nothing(
+    baseline: tuple[Mesh, str], docs: list[Any]
+) -> None:
     mesh, before = baseline
     text = to_yaml(*docs)
     try:

@@ -27,11 +27,30 @@ def test_every_name_form_resolves(demo_mesh: Mesh) -> None:
         assert body["pod"].startswith("web-")
 
 
-def test_requests_pass_through_envoy_and_the_internal_header_is_stripped(demo_mesh: Mesh) -> None:
+def test_requests_pass_through_envoy_over_mtls_with_the_callers_identity(demo_mesh: Mesh) -> None:
     client = demo_mesh.pod("client")
     headers = demo_mesh.curl_json(client, "http://web/")["headers"]
     assert "x-request-id" in headers  # Envoy's HTTP connection manager added it
-    assert not any(h.startswith("x-isthmus-") for h in headers)
+    # The server's sidecar verified the caller's certificate and tells the app who it is.
+    assert headers["x-isthmus-client-id"] == "spiffe://cluster.local/ns/default/sa/default"
+    assert "By=spiffe://cluster.local/ns/default/sa/web" in headers["x-forwarded-client-cert"]
+    assert "x-isthmus-orig-proto" not in headers
+
+
+def test_a_forged_identity_header_is_replaced(demo_mesh: Mesh) -> None:
+    client = demo_mesh.pod("client")
+    out = demo_mesh.exec(
+        client,
+        "curl",
+        "-sS",
+        "--fail",
+        "-m",
+        "5",
+        "-H",
+        "x-isthmus-client-id: spiffe://cluster.local/ns/kube-system/sa/admin",
+        "http://web/",
+    ).stdout
+    assert json.loads(out)["headers"]["x-isthmus-client-id"] == "spiffe://cluster.local/ns/default/sa/default"
 
 
 def test_unknown_name_fails_fast(demo_mesh: Mesh) -> None:
@@ -108,7 +127,10 @@ def test_names_follow_services_as_they_come_and_go(demo_mesh: Mesh) -> None:
     assert missing.returncode == 6  # no such name yet
     demo_mesh.apply(CHURN)
     wait_for(
-        lambda: demo_mesh.exec(client, "curl", "-sS", "--fail", "-m", "5", "http://web-alias:8000/", check=False).returncode == 0,
+        lambda: (
+            demo_mesh.exec(client, "curl", "-sS", "--fail", "-m", "5", "http://web-alias:8000/", check=False).returncode
+            == 0
+        ),
         10,
         "the new service to be routable by name",
     )

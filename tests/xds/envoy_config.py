@@ -57,8 +57,9 @@ def with_snapshot(bootstrap: dict[str, Any], snap: Snapshot, inline: bool) -> bo
         cluster.CopyFrom(msg)
         if inline and cluster.type == cluster_pb2.Cluster.EDS:
             cluster.type = cluster_pb2.Cluster.STATIC
+            assignment = cluster.eds_cluster_config.service_name or cluster.name
             cluster.ClearField("eds_cluster_config")
-            cluster.load_assignment.CopyFrom(assignments[cluster.name])
+            cluster.load_assignment.CopyFrom(assignments[assignment])
     return config
 
 

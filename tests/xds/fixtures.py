@@ -6,16 +6,19 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from envoy.config.cluster.v3 import cluster_pb2
-from envoy.config.endpoint.v3 import endpoint_pb2
+from envoy.config.core.v3 import base_pb2
+from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
 from envoy.config.listener.v3 import listener_components_pb2 as components
 from envoy.config.listener.v3 import listener_pb2
 from envoy.config.route.v3 import route_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import http_connection_manager_pb2 as hcm
 from envoy.extensions.filters.network.tcp_proxy.v3 import tcp_proxy_pb2
+from envoy.extensions.transport_sockets.tls.v3 import tls_pb2
 from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2 as upstream_http
 
 from isthmus.model.index import ClusterState
 from isthmus.model.resources import (
+    ANNOTATION_INBOUND_POLICY,
     ANNOTATION_INJECT,
     ANNOTATION_OPAQUE_PORTS,
     ClusterSettings,
@@ -60,12 +63,17 @@ def pod(
     opaque: str = "",
     ready: bool = True,
     injected: bool = True,
+    policy: str = "",
+    service_account: str = "",
 ) -> Pod:
+    """Runs as service account <service_account or app>; policy: its inbound-policy annotation."""
     annotations: list[tuple[str, str]] = []
     if opaque:
         annotations.append((ANNOTATION_OPAQUE_PORTS, opaque))
     if not injected:
         annotations.append((ANNOTATION_INJECT, "disabled"))
+    if policy:
+        annotations.append((ANNOTATION_INBOUND_POLICY, policy))
     return Pod(
         name=name,
         namespace=namespace,
@@ -73,18 +81,32 @@ def pod(
         ip=ip,
         labels=(("app", app),),
         annotations=tuple(annotations),
-        service_account=app,
+        service_account=service_account or app,
         deployment=app,
         container_ports=tuple(p if isinstance(p, ContainerPort) else ContainerPort(p) for p in ports),
         ready=ready,
     )
 
 
-def state(*objects: ServiceAddress | Pod, detect_timeout_ms: int = 1000) -> ClusterState:
+def state(
+    *objects: ServiceAddress | Pod,
+    detect_timeout_ms: int = 1000,
+    trust_domain: str = "cluster.local",
+    default_inbound_policy: str = "all-unauthenticated",
+    namespace_policies: dict[str, str] | None = None,
+) -> ClusterState:
     return ClusterState(
-        ClusterSettings(CLUSTER_NAME, detect_timeout_ms=detect_timeout_ms),
+        ClusterSettings(
+            CLUSTER_NAME,
+            trust_domain=trust_domain,
+            detect_timeout_ms=detect_timeout_ms,
+            default_inbound_policy=default_inbound_policy,
+        ),
         services=tuple(o for o in objects if isinstance(o, ServiceAddress)),
         pods=tuple(o for o in objects if isinstance(o, Pod)),
+        namespace_annotations=tuple(
+            (ns, ((ANNOTATION_INBOUND_POLICY, policy),)) for ns, policy in (namespace_policies or {}).items()
+        ),
     )
 
 
@@ -97,7 +119,9 @@ WEB_2 = pod("web-2", "10.0.0.2", "web", [ContainerPort(8080, "http")])
 REDIS_1 = pod("redis-1", "10.0.0.5", "redis", [6379], opaque="6379")
 CLIENT = pod("client", "10.0.0.9", "client", [9000])
 WEB_CLUSTER = "outbound|80|web.default.svc.cluster.local"
+WEB_TCP_CLUSTER = f"{WEB_CLUSTER}|tcp"
 REDIS_CLUSTER = "outbound|6379|redis.default.svc.cluster.local"
+REDIS_TCP_CLUSTER = f"{REDIS_CLUSTER}|tcp"
 
 
 def basic_state(*extra: ServiceAddress | Pod) -> ClusterState:
@@ -135,6 +159,30 @@ def tcp_proxy(ch: components.FilterChain) -> tcp_proxy_pb2.TcpProxy:
     out = tcp_proxy_pb2.TcpProxy()
     assert f.typed_config.Unpack(out)
     return out
+
+
+def upstream_tls(socket: base_pb2.TransportSocket) -> tls_pb2.UpstreamTlsContext:
+    assert socket.name == "envoy.transport_sockets.tls", socket.name
+    out = tls_pb2.UpstreamTlsContext()
+    assert socket.typed_config.Unpack(out)
+    return out
+
+
+def downstream_tls(ch: components.FilterChain) -> tls_pb2.DownstreamTlsContext:
+    assert ch.transport_socket.name == "envoy.transport_sockets.tls", ch.name
+    out = tls_pb2.DownstreamTlsContext()
+    assert ch.transport_socket.typed_config.Unpack(out)
+    return out
+
+
+def socket_match_for(c: cluster_pb2.Cluster, endpoint_metadata: base_pb2.Metadata) -> base_pb2.TransportSocket:
+    """The transport socket Envoy picks for an endpoint: the first match whose fields
+    the endpoint's "envoy.transport_socket_match" metadata all has, else the default."""
+    have = dict(endpoint_metadata.filter_metadata["envoy.transport_socket_match"])
+    for m in c.transport_socket_matches:
+        if all(have.get(k) == v for k, v in dict(m.match).items()):
+            return m.transport_socket
+    return c.transport_socket
 
 
 def cluster(snap: Snapshot, name: str) -> cluster_pb2.Cluster:
@@ -175,6 +223,10 @@ def load_assignment(snap: Snapshot, name: str) -> endpoint_pb2.ClusterLoadAssign
     return msg
 
 
+def lb_endpoints(cla: endpoint_pb2.ClusterLoadAssignment) -> list[endpoint_components_pb2.LbEndpoint]:
+    return [e for group in cla.endpoints for e in group.lb_endpoints]
+
+
 def endpoint_addresses(cla: endpoint_pb2.ClusterLoadAssignment) -> list[str]:
     return [
         f"{e.endpoint.address.socket_address.address}:{e.endpoint.address.socket_address.port_value}"
@@ -194,15 +246,15 @@ def route_for(rc: route_pb2.RouteConfiguration, headers: dict[str, str]) -> str:
     raise AssertionError("no route matched")
 
 
-def inspector_runs_on(lst: listener_pb2.Listener, port: int) -> bool:
-    """Whether http_inspector looks at connections to `port` (evaluates filter_disabled)."""
-    inspectors = [f for f in lst.listener_filters if f.name == "envoy.filters.listener.http_inspector"]
+def inspector_runs_on(lst: listener_pb2.Listener, port: int, inspector: str = "http") -> bool:
+    """Whether http_inspector (or tls_inspector) looks at connections to `port` (evaluates filter_disabled)."""
+    inspectors = [f for f in lst.listener_filters if f.name == f"envoy.filters.listener.{inspector}_inspector"]
     if not inspectors:
         return False
-    (inspector,) = inspectors
-    if not inspector.HasField("filter_disabled"):
+    (found,) = inspectors
+    if not found.HasField("filter_disabled"):
         return True
-    return not _predicate(inspector.filter_disabled, port)
+    return not _predicate(found.filter_disabled, port)
 
 
 def _predicate(p: components.ListenerFilterChainMatchPredicate, port: int) -> bool:

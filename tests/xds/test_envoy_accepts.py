@@ -10,9 +10,10 @@ from envoy.config.bootstrap.v3 import bootstrap_pb2
 
 from isthmus.model.index import ClusterState
 from isthmus.model.mesh import node_id
-from isthmus.model.resources import ContainerPort, Pod
+from isthmus.model.resources import ANNOTATION_INBOUND_POLICY, ContainerPort, Pod
 from isthmus.proxy.bootstrap import render_bootstrap
 from isthmus.xds.translate import build_sidecar
+from tests.xds.certs import TestMesh, write_identity
 from tests.xds.envoy_config import find_envoy, validate, with_snapshot
 from tests.xds.fixtures import (
     CLIENT,
@@ -30,11 +31,14 @@ pytestmark = [pytest.mark.envoy, pytest.mark.skipif(ENVOY is None, reason="no en
 
 LEGACY = pod("web-9", "10.0.0.99", "web", [ContainerPort(8080, "http")], injected=False)
 ODD = pod("odd", "10.0.0.50", "odd", [8080, 8081, 8082, 9000, 4191], opaque="8081-8082")
+STRICT = Pod(**{**vars(ODD), "annotations": (*ODD.annotations, (ANNOTATION_INBOUND_POLICY, "all-authenticated"))})
+OTHER_SA = Pod(**{**vars(WEB_1), "name": "web-7", "ip": "10.0.0.7", "service_account": "web-canary"})
 SCENARIOS: list[tuple[ClusterState, Pod]] = [
     (basic_state(), CLIENT),
     (basic_state(), WEB_1),
     (basic_state(), REDIS_1),
-    (basic_state(LEGACY), CLIENT),
+    (basic_state(LEGACY, OTHER_SA), CLIENT),
+    (state(STRICT), STRICT),
     (state(CLIENT), CLIENT),
     (
         state(
@@ -48,7 +52,22 @@ SCENARIOS: list[tuple[ClusterState, Pod]] = [
         ODD,
     ),
 ]
-SCENARIO_IDS = ["client", "http-server", "opaque-server", "mixed-meshing", "empty-cluster", "port-oddities"]
+SCENARIO_IDS = [
+    "client",
+    "http-server",
+    "opaque-server",
+    "mixed-meshing-and-identities",
+    "all-authenticated",
+    "empty-cluster",
+    "port-oddities",
+]
+
+
+@pytest.fixture(scope="module")
+def identity_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """SDS files as the agent writes them: Envoy refuses config that names a missing one."""
+    mesh = TestMesh()
+    return str(write_identity(tmp_path_factory.mktemp("identity"), mesh, mesh.workload("default", "web")))
 
 
 def _bootstrap(p: Pod) -> dict[str, object]:
@@ -70,10 +89,10 @@ def test_envoy_accepts_the_bootstrap(tmp_path: Path) -> None:
 @pytest.mark.parametrize("inline", [pytest.param(False, id="as-served"), pytest.param(True, id="rds-eds-inline")])
 @pytest.mark.parametrize(("cluster_state", "proxy"), SCENARIOS, ids=SCENARIO_IDS)
 def test_envoy_accepts_the_sidecar_config(
-    cluster_state: ClusterState, proxy: Pod, inline: bool, tmp_path: Path
+    cluster_state: ClusterState, proxy: Pod, inline: bool, identity_dir: str, tmp_path: Path
 ) -> None:
     assert ENVOY is not None
-    config = with_snapshot(_bootstrap(proxy), build_sidecar(cluster_state, proxy), inline)
+    config = with_snapshot(_bootstrap(proxy), build_sidecar(cluster_state, proxy, identity_dir), inline)
     ok, output = validate(ENVOY, config, tmp_path)
     assert ok, output
 
@@ -100,11 +119,11 @@ def _drop_a_routed_cluster(config: bootstrap_pb2.Bootstrap) -> None:
     ],
 )
 def test_envoy_rejects_a_broken_config(
-    breakage: Callable[[bootstrap_pb2.Bootstrap], None], complaint: str, tmp_path: Path
+    breakage: Callable[[bootstrap_pb2.Bootstrap], None], complaint: str, identity_dir: str, tmp_path: Path
 ) -> None:
     # Proves the acceptance test above can fail, and on the mistakes it is meant to catch.
     assert ENVOY is not None
-    config = with_snapshot(_bootstrap(CLIENT), build_sidecar(basic_state(), CLIENT), inline=True)
+    config = with_snapshot(_bootstrap(CLIENT), build_sidecar(basic_state(), CLIENT, identity_dir), inline=True)
     breakage(config)
     ok, output = validate(ENVOY, config, tmp_path)
     assert not ok

@@ -8,27 +8,23 @@ by protocol header, and closes redirected connections to its own ports.
 
 from __future__ import annotations
 
-import itertools
 import json
 import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 from collections.abc import Iterator
-from concurrent import futures
 from pathlib import Path
 
-import grpc
 import pytest
-from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
 
 from isthmus.model.mesh import PROXY_MARK, node_id
 from isthmus.proxy.bootstrap import render_bootstrap
-from isthmus.xds.snapshot import CLUSTER, ENDPOINT, LISTENER, ROUTE, Snapshot
+from isthmus.xds.snapshot import CLUSTER, ENDPOINT, LISTENER, ROUTE
 from isthmus.xds.translate import build_sidecar
-from isthmus.xds.translate.fragments import pack
+from tests.xds.certs import TestMesh, write_identity
 from tests.xds.envoy_config import find_envoy
+from tests.xds.fixed_ads import FixedAds, serve
 from tests.xds.fixtures import WEB_1, WEB_CLUSTER, basic_state
 
 ENVOY = find_envoy()
@@ -45,42 +41,6 @@ pytestmark = [
 ]
 
 
-class OneSnapshotAds(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
-    """Just enough State-of-the-World ADS to serve one fixed snapshot and record ACKs and NACKs."""
-
-    def __init__(self, snap: Snapshot) -> None:
-        self.snap = snap
-        self.acked: dict[str, str] = {}
-        self.nacks: list[tuple[str, str]] = []
-        self._nonces = itertools.count(1)
-        self._lock = threading.Lock()
-
-    def StreamAggregatedResources(
-        self, request_iterator: Iterator[discovery_pb2.DiscoveryRequest], context: grpc.ServicerContext
-    ) -> Iterator[discovery_pb2.DiscoveryResponse]:
-        answered: dict[str, tuple[str, ...]] = {}
-        for req in request_iterator:
-            kind = req.type_url
-            with self._lock:
-                if req.HasField("error_detail"):
-                    self.nacks.append((kind, req.error_detail.message))
-                elif req.response_nonce and req.version_info == self.snap.version(kind):
-                    self.acked[kind] = req.version_info
-            names = tuple(sorted(req.resource_names))
-            if answered.get(kind) == names:
-                continue  # an ACK or NACK of what we sent: nothing new to say
-            answered[kind] = names
-            have = self.snap.of_type(kind)
-            wildcard = kind in (CLUSTER, LISTENER)
-            chosen = list(have.values()) if wildcard else [have[n] for n in names if n in have]
-            yield discovery_pb2.DiscoveryResponse(
-                version_info=self.snap.version(kind),
-                type_url=kind,
-                nonce=str(next(self._nonces)),
-                resources=[pack(m) for m in chosen],
-            )
-
-
 @pytest.fixture
 def short_dir() -> Iterator[Path]:
     # Unix socket paths are limited to 107 bytes; pytest's tmp_path can be longer.
@@ -91,17 +51,15 @@ def short_dir() -> Iterator[Path]:
 
 def test_envoy_takes_the_sidecar_config_over_ads(short_dir: Path) -> None:
     assert ENVOY is not None and UNSHARE is not None
-    snap = build_sidecar(basic_state(), WEB_1)
-    ads = OneSnapshotAds(snap)
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
-    ads_pb2_grpc.add_AggregatedDiscoveryServiceServicer_to_server(ads, server)
+    mesh = TestMesh()
+    identity = write_identity(short_dir / "identity", mesh, mesh.workload("default", "web"))
+    snap = build_sidecar(basic_state(), WEB_1, str(identity))
+    node = node_id(WEB_1.cluster, WEB_1.namespace, WEB_1.name)
+    ads = FixedAds({node: snap})
     socket_path = short_dir / "ads.sock"
-    server.add_insecure_port(f"unix:{socket_path}")
-    server.start()
+    server = serve(ads, socket_path)
     try:
-        bootstrap = render_bootstrap(
-            node_id(WEB_1.cluster, WEB_1.namespace, WEB_1.name), "web", POD_IP, str(socket_path), {"pod": WEB_1.name}
-        )
+        bootstrap = render_bootstrap(node, "web", POD_IP, str(socket_path), {"pod": WEB_1.name})
         config = short_dir / "bootstrap.json"
         config.write_text(json.dumps(bootstrap))
         log = short_dir / "envoy.log"
@@ -123,7 +81,7 @@ def test_envoy_takes_the_sidecar_config_over_ads(short_dir: Path) -> None:
     seen = json.loads(proc.stdout)
 
     assert ads.nacks == [], envoy_log
-    assert ads.acked == {t: snap.version(t) for t in (CLUSTER, ENDPOINT, LISTENER, ROUTE)}, envoy_log
+    assert ads.acked[node] == {t: snap.version(t) for t in (CLUSTER, ENDPOINT, LISTENER, ROUTE)}, envoy_log
     assert seen["ready"] == 200, (seen, envoy_log)
     assert sorted(seen["dynamic"]["dynamic_listeners"]) == ["inbound", "outbound"]
     assert sorted(seen["dynamic"]["dynamic_active_clusters"]) == sorted(snap.of_type(CLUSTER))

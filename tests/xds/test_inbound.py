@@ -36,13 +36,16 @@ def test_listener_intercepts_on_inbound_port_with_bounded_detection() -> None:
     assert lst.continue_on_listener_filters_timeout
 
 
-def test_container_port_gets_http_and_tcp_chain() -> None:
+def test_container_port_gets_plaintext_http_and_tcp_chain_for_clients_outside_the_mesh() -> None:
     snap = build_sidecar(basic_state(), WEB_1)
     lst = listener(snap, "inbound")
     http = chain(lst, "inbound|8080|http")
     tcp = chain(lst, "inbound|8080|tcp")
     assert http.filter_chain_match.destination_port.value == 8080
     assert list(http.filter_chain_match.application_protocols) == ["http/1.1", "h2c"]
+    for ch in (http, tcp):
+        assert ch.filter_chain_match.transport_protocol == "raw_buffer"
+        assert not ch.HasField("transport_socket")
     assert http_manager(http).rds.route_config_name == "inbound|8080"
     assert tcp_proxy(tcp).cluster == "inbound|8080|tcp"
     assert inspector_runs_on(lst, 8080)
@@ -73,7 +76,8 @@ def test_inbound_speaks_the_original_clients_protocol(
 
 def test_app_never_sees_the_protocol_header_and_requests_have_no_timeout() -> None:
     (vhost,) = route_config(build_sidecar(basic_state(), WEB_1), "inbound|8080").virtual_hosts
-    assert list(vhost.request_headers_to_remove) == [ORIG_PROTO_HEADER]
+    assert ORIG_PROTO_HEADER in vhost.request_headers_to_remove
+    assert ORIG_PROTO_HEADER not in [h.header.key for h in vhost.request_headers_to_add]
     assert all(r.route.HasField("timeout") and r.route.timeout.ToMilliseconds() == 0 for r in vhost.routes)
 
 
@@ -115,7 +119,7 @@ def test_inbound_chains_are_unique_and_only_for_app_tcp_ports(ports: list[Contai
     p = pod("odd", "10.0.0.1", "odd", ports)
     lst = listener(build_sidecar(state(p), p), "inbound")
     app_chains = {c.name for c in lst.filter_chains if not c.name.startswith("loop-guard")}
-    assert app_chains == {"inbound|8080|http", "inbound|8080|tcp"}
+    assert app_chains == {f"inbound|8080|{kind}" for kind in ("mtls-http", "mtls-tcp", "http", "tcp", "tls")}
     matches = [c.filter_chain_match.SerializeToString(deterministic=True) for c in lst.filter_chains]
     assert len(matches) == len(set(matches))
 

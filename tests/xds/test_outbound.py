@@ -14,9 +14,11 @@ from isthmus.xds.translate import build_sidecar
 from tests.xds.fixtures import (
     CLIENT,
     REDIS_CLUSTER,
+    REDIS_TCP_CLUSTER,
     WEB,
     WEB_1,
     WEB_CLUSTER,
+    WEB_TCP_CLUSTER,
     basic_state,
     chain,
     chain_names,
@@ -57,7 +59,7 @@ def test_detect_timeout_comes_from_settings() -> None:
     assert listener(snap, "outbound").listener_filters_timeout.ToMilliseconds() == 250
 
 
-def test_http_service_port_gets_http_and_tcp_chain_to_one_cluster() -> None:
+def test_http_service_port_gets_http_and_tcp_chain_to_their_own_clusters() -> None:
     snap, lst = outbound()
     http = chain(lst, f"{WEB_CLUSTER}|http")
     tcp = chain(lst, f"{WEB_CLUSTER}|tcp")
@@ -68,7 +70,8 @@ def test_http_service_port_gets_http_and_tcp_chain_to_one_cluster() -> None:
         ]
     assert list(http.filter_chain_match.application_protocols) == ["http/1.1", "h2c"]
     assert not tcp.filter_chain_match.application_protocols
-    assert tcp_proxy(tcp).cluster == WEB_CLUSTER
+    # Its own cluster: mTLS to a peer sidecar says in ALPN whether it carries HTTP or TCP.
+    assert tcp_proxy(tcp).cluster == WEB_TCP_CLUSTER
     assert inspector_runs_on(lst, 80)
 
     manager = http_manager(http)
@@ -85,9 +88,14 @@ def test_opaque_port_gets_only_tcp_and_no_protocol_detection() -> None:
     snap, lst = outbound()
     assert f"{REDIS_CLUSTER}|tcp" in chain_names(lst)
     assert f"{REDIS_CLUSTER}|http" not in chain_names(lst)
-    assert tcp_proxy(chain(lst, f"{REDIS_CLUSTER}|tcp")).cluster == REDIS_CLUSTER
+    assert tcp_proxy(chain(lst, f"{REDIS_CLUSTER}|tcp")).cluster == REDIS_TCP_CLUSTER
     assert not inspector_runs_on(lst, 6379)
     assert REDIS_CLUSTER not in snap.of_type(ROUTE)
+    # Nothing would route to an HTTP cluster; the TCP one reads the port's endpoints.
+    assert REDIS_CLUSTER not in snap.of_type(CLUSTER)
+    assert upstream_protocol(cluster(snap, REDIS_TCP_CLUSTER)) == "none"
+    assert cluster(snap, REDIS_TCP_CLUSTER).eds_cluster_config.service_name == REDIS_CLUSTER
+    assert REDIS_CLUSTER in snap.of_type(ENDPOINT)
 
 
 def test_port_opaque_for_one_service_is_opaque_on_every_vip() -> None:
@@ -119,17 +127,27 @@ def test_connections_to_the_sidecars_own_ports_are_closed_not_looped(port: int) 
     assert not guards[0].filters
 
 
-def test_service_cluster_is_eds_least_request_and_marked() -> None:
+@pytest.mark.parametrize("name", [WEB_CLUSTER, WEB_TCP_CLUSTER])
+def test_service_clusters_are_eds_least_request_and_marked(name: str) -> None:
     snap, _ = outbound()
-    c = cluster(snap, WEB_CLUSTER)
+    c = cluster(snap, name)
     assert c.type == cluster_pb2.Cluster.EDS
     assert c.eds_cluster_config.eds_config.HasField("ads")
+    # Both clusters of a port read one assignment, so EDS sends its endpoints once.
+    assert c.eds_cluster_config.service_name == WEB_CLUSTER
     assert c.lb_policy == cluster_pb2.Cluster.LEAST_REQUEST
     assert c.connect_timeout.ToMilliseconds() == 1000
     assert c.upstream_bind_config.source_address.address == "0.0.0.0"
     (opt,) = c.upstream_bind_config.socket_options
     assert (opt.level, opt.name, opt.int_value) == (1, 36, PROXY_MARK)
     assert "." not in c.alt_stat_name
+
+
+def test_tcp_cluster_speaks_no_http_and_counts_apart() -> None:
+    snap, _ = outbound()
+    tcp = cluster(snap, WEB_TCP_CLUSTER)
+    assert upstream_protocol(tcp) == "none"
+    assert tcp.alt_stat_name == f"{cluster(snap, WEB_CLUSTER).alt_stat_name}|tcp"
 
 
 @pytest.mark.parametrize(
@@ -206,7 +224,7 @@ def test_filter_chain_matches_stay_unique(services: list[ServiceAddress], expect
     matches = [c.filter_chain_match.SerializeToString(deterministic=True) for c in lst.filter_chains]
     assert len(matches) == len(set(matches))
     service_clusters = {n for n in snap.of_type(CLUSTER) if n.startswith("outbound|")}
-    assert service_clusters == expected_clusters
+    assert service_clusters == expected_clusters | {f"{n}|tcp" for n in expected_clusters}
     assert set(snap.of_type(ENDPOINT)) == expected_clusters
 
 

@@ -91,6 +91,10 @@ class LocalCluster:
             str(self.paths.api_socket),
             "--ads-socket",
             str(self.paths.ads_socket(self.name)),
+            "--home",
+            str(self.paths.home),
+            "--trust-domain",
+            self.settings.trust_domain,
         ]
         self.controlplane = Supervised(
             f"{self.name}/controlplane",

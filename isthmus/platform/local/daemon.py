@@ -15,7 +15,8 @@ import os
 import signal
 from pathlib import Path
 
-from isthmus.platform.local import rpc
+from isthmus.identity.spiffe import DEFAULT_TRUST_DOMAIN as TRUST_DOMAIN
+from isthmus.platform.local import rpc, trust
 from isthmus.platform.local.api import Api
 from isthmus.platform.local.cluster import LocalCluster
 from isthmus.platform.local.netplan import plan_cluster
@@ -37,6 +38,7 @@ class Daemon:
     async def ensure_clusters(self, names: list[str]) -> list[str]:
         """Start every stored cluster plus the named ones; returns those newly created."""
         created = []
+        trust.ensure_anchor(self.paths, TRUST_DOMAIN)
         known = {c.name for c in self.store.clusters()}
         for name in names:
             if name not in known:
@@ -44,6 +46,7 @@ class Daemon:
                 created.append(name)
         starts = []
         for row in self.store.clusters():
+            trust.ensure_cluster(self.paths, row.name, TRUST_DOMAIN)
             if row.name not in self.clusters:
                 cluster = LocalCluster(
                     plan_cluster(row.name, row.index, row.pod_cidr), self.store, self.paths, self.drain_seconds

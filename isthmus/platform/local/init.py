@@ -17,6 +17,8 @@ def main() -> int:
     # only visible inside this mount namespace and disappears with it.
     subprocess.run(["mount", "-t", "tmpfs", "-o", "mode=0755", "isthmus-run", "/run"], check=True)
     os.makedirs("/run/netns", exist_ok=True)
+    # Mount point for each sidecar's private tmpfs holding its key and certificate.
+    os.makedirs("/run/isthmus-identity", exist_ok=True)
     daemon = subprocess.Popen([sys.executable, "-m", "isthmus.platform.local.daemon", *sys.argv[1:]])
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, lambda s, _f: daemon.send_signal(s))

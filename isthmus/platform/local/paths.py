@@ -42,6 +42,31 @@ class StatePaths:
     def controlplane_socket(self, cluster: str) -> Path:
         return self.home / "run" / f"cp-{cluster}.sock"
 
+    @property
+    def anchor_cert(self) -> Path:
+        return self.home / "identity" / "trust-anchor.crt"
+
+    @property
+    def anchor_key(self) -> Path:
+        return self.home / "identity" / "trust-anchor.key"
+
+    @property
+    def trust_bundle(self) -> Path:
+        """Every anchor peers may chain to (more than one during anchor rotation)."""
+        return self.home / "identity" / "trust-bundle.pem"
+
+    def issuer_cert(self, cluster: str) -> Path:
+        return self.home / "clusters" / cluster / "identity" / "issuer.crt"
+
+    def issuer_key(self, cluster: str) -> Path:
+        return self.home / "clusters" / cluster / "identity" / "issuer.key"
+
+    def token_secret(self, cluster: str) -> Path:
+        return self.home / "clusters" / cluster / "identity" / "token.key"
+
+    def identity_socket(self, cluster: str) -> Path:
+        return self.home / "run" / f"identity-{cluster}.sock"
+
     def pod_dir(self, cluster: str, namespace: str, pod: str) -> Path:
         return self.home / "pods" / cluster / namespace / pod
 

@@ -11,10 +11,16 @@ import asyncio
 import logging
 import os
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
+from isthmus.identity.clock import SystemClock
+from isthmus.identity.files import write_file
+from isthmus.identity.spiffe import DEFAULT_TRUST_DOMAIN as TRUST_DOMAIN
+from isthmus.identity.tokens import load_token_secret, mint_pod_token
 from isthmus.model.mesh import ADMIN_PORT, node_id
 from isthmus.model.resources import Container, Pod, PodTemplate
 from isthmus.platform.local import netns
@@ -32,6 +38,9 @@ _POD_SHELL = (
     'mount --bind "$1" /etc/resolv.conf && mount --bind "$2" /etc/hosts && hostname "$3" && shift 3 && exec "$@"'
 )
 SIDECAR_READY_TIMEOUT = 30.0
+# Tokens are short-lived and re-minted well before they expire, as a kubelet does.
+TOKEN_LIFETIME = timedelta(hours=2)
+TOKEN_REFRESH = timedelta(minutes=30)
 
 
 def pod_argv(netns_name: str, pod_dir: Path, hostname: str, command: list[str]) -> list[str]:
@@ -132,7 +141,22 @@ class PodRuntime:
         self.phase = "Running"
         self._probe_task = asyncio.create_task(self._probe_loop(), name=f"probe {self.plan.name}")
 
+    def write_token(self) -> None:
+        """The pod's proof of its service account for the identity service, like a projected token."""
+        secret = load_token_secret(self.paths.token_secret(self.net.name))
+        token = mint_pod_token(
+            secret,
+            self.net.name,
+            self.plan.namespace,
+            self.plan.template.service_account,
+            self.plan.name,
+            SystemClock(),
+            TOKEN_LIFETIME,
+        )
+        write_file(self.dir / "token", token.encode(), private=True, overwrite=True)
+
     async def _start_sidecar(self) -> None:
+        self.write_token()
         cmd = [
             sys.executable,
             "-m",
@@ -145,6 +169,16 @@ class PodRuntime:
             str(self.paths.ads_socket(self.net.name)),
             "--bootstrap",
             str(self.dir / "envoy.json"),
+            "--identity-socket",
+            str(self.paths.identity_socket(self.net.name)),
+            "--token-file",
+            str(self.dir / "token"),
+            "--trust-bundle",
+            str(self.paths.trust_bundle),
+            "--trust-domain",
+            TRUST_DOMAIN,
+            "--service-account",
+            self.plan.template.service_account,
         ]
         self.sidecar = Supervised(
             f"{self.plan.name}/proxy",
@@ -190,7 +224,11 @@ class PodRuntime:
 
     async def _probe_loop(self) -> None:
         interval = 0.1
+        token_written = time.monotonic()
         while True:
+            if self.injected and time.monotonic() - token_written > TOKEN_REFRESH.total_seconds():
+                self.write_token()
+                token_written = time.monotonic()
             ready = await self._ports_open()
             if ready != self.ready:
                 self.ready = ready

@@ -6,7 +6,7 @@ instead of sending it back into the sidecar.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Literal
 
 from envoy.config.cluster.v3 import circuit_breaker_pb2, cluster_pb2
@@ -18,6 +18,7 @@ from google.protobuf import struct_pb2, wrappers_pb2
 from isthmus.model.mesh import PROXY_MARK
 from isthmus.model.resources import Endpoint
 from isthmus.xds.translate.fragments import ads, millis, pack, socket_address
+from isthmus.xds.translate.tls import SOCKET_MATCH_KEY, endpoint_match_metadata
 
 CONNECT_TIMEOUT_MS = 1000
 SOL_SOCKET = 1
@@ -99,15 +100,14 @@ def _base_cluster(name: str, protocol: UpstreamProtocol) -> cluster_pb2.Cluster:
     return cluster
 
 
-def eds_cluster(name: str, stat_name: str, protocol: UpstreamProtocol) -> cluster_pb2.Cluster:
-    """A service port's cluster; its endpoints come over EDS under the same name.
-
-    Seam for mTLS: transport_socket_matches keyed on endpoint metadata go here.
-    """
+def eds_cluster(name: str, stat_name: str, protocol: UpstreamProtocol, assignment: str) -> cluster_pb2.Cluster:
+    """A service port's cluster; its endpoints come over EDS as the assignment named
+    `assignment`, which several clusters (HTTP and TCP to one port) may share."""
     cluster = _base_cluster(name, protocol)
     cluster.alt_stat_name = stat_name
     cluster.type = cluster_pb2.Cluster.EDS
     cluster.eds_cluster_config.eds_config.CopyFrom(ads())
+    cluster.eds_cluster_config.service_name = assignment
     # Least request with two random choices: cheap, and it steers away from slow replicas.
     cluster.lb_policy = cluster_pb2.Cluster.LEAST_REQUEST
     return cluster
@@ -121,20 +121,28 @@ def original_dst_cluster(name: str, protocol: UpstreamProtocol) -> cluster_pb2.C
     return cluster
 
 
-def endpoint_metadata(ep: Endpoint) -> base_pb2.Metadata:
-    """What later stages select on (mTLS only towards meshed endpoints)."""
+# The identity an endpoint's sidecar presents, or None for an endpoint without a sidecar.
+IdentityOf = Callable[[Endpoint], str | None]
+
+
+def endpoint_metadata(ep: Endpoint, identity: str | None) -> base_pb2.Metadata:
+    """Which transport socket Envoy uses towards the endpoint, and what viz reads."""
     fields = struct_pb2.Struct()
     fields.update({"meshed": ep.meshed, "pod": ep.pod})
-    return base_pb2.Metadata(filter_metadata={ENDPOINT_METADATA_KEY: fields})
+    return base_pb2.Metadata(
+        filter_metadata={ENDPOINT_METADATA_KEY: fields, SOCKET_MATCH_KEY: endpoint_match_metadata(identity)}
+    )
 
 
-def load_assignment(cluster_name: str, endpoints: Iterable[Endpoint]) -> endpoint_pb2.ClusterLoadAssignment:
+def load_assignment(
+    cluster_name: str, endpoints: Iterable[Endpoint], identity_of: IdentityOf
+) -> endpoint_pb2.ClusterLoadAssignment:
     """Ready endpoints only: a pod that turns not-ready leaves EDS, so it gets no new
     requests while those in flight finish on the connections Envoy drains."""
     lb_endpoints = [
         endpoint_components_pb2.LbEndpoint(
             endpoint=endpoint_components_pb2.Endpoint(address=socket_address(ep.ip, ep.port)),
-            metadata=endpoint_metadata(ep),
+            metadata=endpoint_metadata(ep, identity_of(ep)),
         )
         for ep in sorted(endpoints, key=lambda e: (e.ip, e.port, e.pod))
         if ep.ready

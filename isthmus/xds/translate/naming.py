@@ -19,6 +19,8 @@ INBOUND_LISTENER = "inbound"
 # ORIGINAL_DST clusters for connections that match no declared service or port.
 PASSTHROUGH_CLUSTER = "passthrough"
 INBOUND_PASSTHROUGH_CLUSTER = "inbound-passthrough"
+# The inbound default chain of a pod that admits mTLS only: it closes what it gets.
+INBOUND_REFUSED_CHAIN = "inbound-refused"
 
 # How the inbound sidecar speaks to the app: as the original client did (the
 # outbound sidecar tells it in ORIG_PROTO_HEADER), or as the downstream does.
@@ -30,8 +32,15 @@ def service_host(svc: ServiceAddress) -> str:
 
 
 def outbound_cluster(svc: ServiceAddress, port: int) -> str:
-    """Also the name of its ClusterLoadAssignment (EDS uses the cluster name)."""
+    """The HTTP cluster of a service port; also the name of the port's ClusterLoadAssignment,
+    which its TCP cluster shares (through eds_cluster_config.service_name)."""
     return f"outbound|{port}|{service_host(svc)}"
+
+
+def outbound_tcp_cluster(svc: ServiceAddress, port: int) -> str:
+    """Opaque traffic to a service port: its own cluster, because mTLS towards a peer
+    sidecar says in ALPN what the connection carries, and ALPN is set per cluster."""
+    return f"{outbound_cluster(svc, port)}|tcp"
 
 
 def outbound_route(svc: ServiceAddress, port: int) -> str:

@@ -1,24 +1,36 @@
 """Outbound: what the app's connections to service VIPs (and anything else) become.
 
-Each TCP port of each Service with a cluster IP gets an HTTP chain (when the port
-is not opaque) and a TCP chain, both towards one EDS cluster for that port.
-Connections to any other address pass through to where they were going.
+Each TCP port of each Service with a cluster IP gets an HTTP chain and cluster (when
+the port is not opaque) and a TCP chain and cluster; both clusters read one
+assignment of endpoints. Towards an endpoint with a sidecar every connection is
+mTLS that checks the identity the model says the endpoint runs as; endpoints
+without one get plaintext. Connections to any other address pass through to where
+they were going.
 """
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from dataclasses import dataclass
 
+from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.core.v3 import base_pb2
 from envoy.config.route.v3 import route_components_pb2 as rc
 from envoy.config.route.v3 import route_pb2
 
 from isthmus.model.index import ClusterState
-from isthmus.model.mesh import ORIG_PROTO_HEADER, OUTBOUND_PORT
+from isthmus.model.mesh import ALPN_HTTP, ALPN_TCP, ORIG_PROTO_HEADER, OUTBOUND_PORT, spiffe_id
 from isthmus.model.resources import Endpoint, ServiceAddress, ServicePort
 from isthmus.xds.translate import naming
-from isthmus.xds.translate.chains import chain_match, http_chain, loop_guards, sidecar_listener, tcp_chain
+from isthmus.xds.translate.chains import (
+    chain_match,
+    http_chain,
+    listener_filters,
+    loop_guards,
+    sidecar_listener,
+    tcp_chain,
+)
 from isthmus.xds.translate.clusters import (
     UpstreamProtocol,
     eds_cluster,
@@ -26,6 +38,7 @@ from isthmus.xds.translate.clusters import (
     original_dst_cluster,
 )
 from isthmus.xds.translate.fragments import DISABLED, Resources
+from isthmus.xds.translate.tls import MeshTls, socket_matches, unmatched_endpoint_socket
 
 
 @dataclass(frozen=True)
@@ -40,11 +53,20 @@ class VipPort:
 
     @property
     def cluster(self) -> str:
+        """The HTTP cluster, and the name of the endpoint assignment both clusters read."""
         return naming.outbound_cluster(self.svc, self.port.port)
+
+    @property
+    def tcp_cluster(self) -> str:
+        return naming.outbound_tcp_cluster(self.svc, self.port.port)
 
     @property
     def stat_prefix(self) -> str:
         return naming.outbound_stat_prefix(self.svc, self.port.port)
+
+    def identity(self, trust_domain: str, ep: Endpoint) -> str | None:
+        """What the endpoint's sidecar must present; None when it has no sidecar."""
+        return spiffe_id(trust_domain, self.svc.namespace, ep.service_account) if ep.meshed else None
 
     @property
     def upgrades_to_http2(self) -> bool:
@@ -118,7 +140,25 @@ def _route_config(vp: VipPort) -> route_pb2.RouteConfiguration:
     return route_pb2.RouteConfiguration(name=name, virtual_hosts=[vhost])
 
 
-def build_outbound(state: ClusterState) -> Resources:
+def _service_cluster(
+    vp: VipPort, mesh: MeshTls, name: str, stat_name: str, protocol: UpstreamProtocol, alpn: tuple[str, ...]
+) -> cluster_pb2.Cluster:
+    """One of a service port's clusters: mTLS checking each endpoint's identity, plaintext
+    to endpoints without a sidecar."""
+    cluster = eds_cluster(name, stat_name, protocol, vp.cluster)
+    # From every endpoint, ready or not, so a readiness flap changes EDS only: a CDS
+    # update would replace the cluster and drain its connections.
+    identities = [vp.identity(mesh.trust_domain, ep) for ep in vp.endpoints]
+    cluster.transport_socket_matches.extend(
+        socket_matches(
+            mesh, [i for i in identities if i is not None], None in identities, naming.service_host(vp.svc), alpn
+        )
+    )
+    cluster.transport_socket.CopyFrom(unmatched_endpoint_socket(mesh))
+    return cluster
+
+
+def build_outbound(state: ClusterState, mesh: MeshTls) -> Resources:
     vps = vip_ports(state)
     # http_inspector can be switched off by destination port only, not by VIP, so a
     # port that is opaque for one service is treated as opaque for all of them.
@@ -127,21 +167,25 @@ def build_outbound(state: ClusterState) -> Resources:
     chains = loop_guards()
     inspect_ports: set[int] = set()
     for vp in vps:
-        l7 = vp.port.port not in opaque_ports
-        protocol: UpstreamProtocol = "none"
-        if l7:
-            protocol = "http2" if vp.upgrades_to_http2 else "downstream"
+        if vp.port.port not in opaque_ports:
             route = _route_config(vp)
             out.routes.append(route)
             inspect_ports.add(vp.port.port)
             chains.append(
                 http_chain(f"{vp.cluster}|http", chain_match(vp.port.port, vp.prefix, True), vp.stat_prefix, route.name)
             )
+            # HTTP/2 says so in ALPN; a cluster that keeps the client's protocol leaves ALPN
+            # to each connection pool, which offers "h2" or "http/1.1" as it speaks.
+            protocol: UpstreamProtocol = "http2" if vp.upgrades_to_http2 else "downstream"
+            alpn = (ALPN_HTTP,) if protocol == "http2" else ()
+            out.clusters.append(_service_cluster(vp, mesh, vp.cluster, vp.stat_prefix, protocol, alpn))
         chains.append(
-            tcp_chain(f"{vp.cluster}|tcp", chain_match(vp.port.port, vp.prefix, False), vp.stat_prefix, vp.cluster)
+            tcp_chain(f"{vp.cluster}|tcp", chain_match(vp.port.port, vp.prefix, False), vp.stat_prefix, vp.tcp_cluster)
         )
-        out.clusters.append(eds_cluster(vp.cluster, vp.stat_prefix, protocol))
-        out.endpoints.append(load_assignment(vp.cluster, vp.endpoints))
+        out.clusters.append(_service_cluster(vp, mesh, vp.tcp_cluster, f"{vp.stat_prefix}|tcp", "none", (ALPN_TCP,)))
+        out.endpoints.append(
+            load_assignment(vp.cluster, vp.endpoints, functools.partial(vp.identity, mesh.trust_domain))
+        )
 
     out.clusters.append(original_dst_cluster(naming.PASSTHROUGH_CLUSTER, "none"))
     out.listeners.append(
@@ -151,7 +195,7 @@ def build_outbound(state: ClusterState) -> Resources:
             base_pb2.OUTBOUND,
             chains,
             tcp_chain(naming.PASSTHROUGH_CLUSTER, None, naming.PASSTHROUGH_CLUSTER, naming.PASSTHROUGH_CLUSTER),
-            inspect_ports,
+            listener_filters(inspect_ports),
             state.settings.detect_timeout_ms,
         )
     )
