@@ -7,7 +7,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from isthmus.cli import commands
+from isthmus.cli import commands, identity
 from isthmus.cli.errors import CliError
 
 DESCRIPTION = """\
@@ -34,13 +34,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--home", help="state directory (default $ISTHMUS_HOME, else ~/.local/state/isthmus)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    p = sub.add_parser("up", help="start the local mesh (or add clusters to a running one)")
+    p = sub.add_parser(
+        "up",
+        help="start the local mesh (or add clusters to a running one)",
+        description="Start the local mesh, or add clusters to a running one. The first `up` creates the mesh's"
+        " trust anchor and each new cluster gets an issuer signed by it, unless you bring your own:"
+        " --trust-anchor CERT with --trust-anchor-key KEY (isthmus creates the issuers), or with"
+        " --issuer CLUSTER=CERT --issuer-key CLUSTER=KEY for every new cluster (the anchor's key stays with you).",
+    )
     p.add_argument(
         "--clusters",
         default=None,
         help="comma-separated cluster names (default: 'local', or the clusters already stored)",
     )
-    p.set_defaults(func=commands.up)
+    identity.add_up_flags(p)
+    p.set_defaults(func=identity.up)
 
     p = sub.add_parser("down", help="stop the local mesh; its state stays for the next `up`")
     p.add_argument("--purge", action="store_true", help="also delete the stored state (clusters, workloads, logs)")
@@ -101,6 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("check", help="check that the mesh is healthy")
     p.add_argument("-o", "--output", choices=["table", "json"], default="table")
     p.set_defaults(func=commands.check)
+
+    identity.register(sub)
 
     p = sub.add_parser("controlplane", help="operate a cluster's control plane")
     p.add_argument("action", choices=["restart"])

@@ -110,3 +110,40 @@ def age(since: float, now: float | None = None) -> str:
     if secs < 7200:
         return f"{secs // 60}m"
     return f"{secs // 3600}h"
+
+
+def duration(seconds: float) -> str:
+    """A time span for people: '23h59m', '364d 3h', '5m'; negative spans read as such ('-2h5m')."""
+    sign, secs = ("-" if seconds < 0 else ""), int(abs(seconds))
+    days, hours, minutes = secs // 86400, secs % 86400 // 3600, secs % 3600 // 60
+    if days:
+        return f"{sign}{days}d {hours}h"
+    if hours:
+        return f"{sign}{hours}h{minutes:02d}m"
+    return f"{sign}{minutes}m" if minutes else f"{sign}{secs}s"
+
+
+def pod_identity(found: Mapping[str, Any]) -> str:
+    """`isthmus identity show`: one field a line, as `identity show -o json` has them."""
+    issuer = found["issuer"]
+    remaining = found["remaining_seconds"]
+    left = f"in {duration(remaining)}" if remaining > 0 else f"expired {duration(-remaining)} ago"
+    by = f"the issuer of cluster {issuer['cluster']}" if issuer["cluster"] else "not an issuer of this mesh"
+    anchor = (
+        f"{found['trust_anchor']} (chain verified)" if found["chain_verified"] else f"<none>: {found['chain_problem']}"
+    )
+    rows = [
+        ("Pod", f"{found['pod']} (namespace {found['namespace']}, cluster {found['cluster']})"),
+        ("Identity", found["spiffe_id"] or "<none>"),
+        ("Serial", found["serial"]),
+        ("Issuer", f"{issuer['subject']} ({by})"),
+        ("Trust anchor", anchor),
+        ("Not before", _when(found["not_before"])),
+        ("Expires", f"{_when(found['not_after'])} ({left})"),
+    ]
+    width = max(len(k) for k, _ in rows) + 1
+    return "\n".join(f"{(k + ':').ljust(width)} {v}" for k, v in rows)
+
+
+def _when(iso: str) -> str:
+    return iso.replace("T", " ")

@@ -1,4 +1,6 @@
-"""The sidecar agent: renders Envoy's bootstrap, starts and supervises Envoy inside a pod.
+"""The sidecar agent: obtains the pod's identity, renders Envoy's bootstrap, runs and supervises Envoy.
 
-May import isthmus.model only; it runs inside each pod, so it stays light.
+Sits above xds and identity (it uses the identity client and the data-plane
+constants) and below the platforms that start it. It runs inside each pod,
+so it stays light: no gRPC, no asyncio.
 """

@@ -42,6 +42,8 @@ class Daemon:
         known = {c.name for c in self.store.clusters()}
         for name in names:
             if name not in known:
+                # Trust material first: a cluster that cannot get an issuer is not stored at all.
+                trust.ensure_cluster(self.paths, name, TRUST_DOMAIN)
                 self.store.add_cluster(name)
                 created.append(name)
         starts = []
