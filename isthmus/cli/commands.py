@@ -38,11 +38,11 @@ KIND_ALIASES = {
 NAME_RULE = "lower-case letters, digits and '-', starting with a letter, at most 30 characters"
 
 
-def _paths(args: argparse.Namespace) -> StatePaths:
+def state_paths(args: argparse.Namespace) -> StatePaths:
     return StatePaths(Path(args.home).expanduser().resolve() if args.home else default_home())
 
 
-def _call(paths: StatePaths, req: dict[str, Any], timeout: float = 300.0) -> dict[str, Any]:
+def call_daemon(paths: StatePaths, req: dict[str, Any], timeout: float = 300.0) -> dict[str, Any]:
     try:
         resp = rpc.call(paths.api_socket, req, timeout=timeout)
     except rpc.RpcError as e:
@@ -58,7 +58,7 @@ def _progress(msg: str) -> None:
     print(f"• {msg}", file=sys.stderr, flush=True)
 
 
-def _valid_cluster_name(name: str) -> bool:
+def valid_cluster_name(name: str) -> bool:
     return (
         bool(name)
         and len(name) <= 30
@@ -69,10 +69,10 @@ def _valid_cluster_name(name: str) -> bool:
 
 
 def up(args: argparse.Namespace) -> int:
-    paths = _paths(args)
+    paths = state_paths(args)
     names = [n.strip() for n in args.clusters.split(",")] if args.clusters else []
     for n in names:
-        if not _valid_cluster_name(n):
+        if not valid_cluster_name(n):
             raise CliError(f"cluster name {n!r} is not valid: use {NAME_RULE}")
     if len(set(names)) != len(names):
         raise CliError(f"cluster names repeat in --clusters {args.clusters}")
@@ -95,7 +95,7 @@ def up(args: argparse.Namespace) -> int:
 
 
 def down(args: argparse.Namespace) -> int:
-    paths = _paths(args)
+    paths = state_paths(args)
     stopped = launcher.stop(paths, _progress)
     print("the local mesh is stopped" if stopped else "no local mesh was running")
     if args.purge and paths.home.exists():
@@ -105,7 +105,7 @@ def down(args: argparse.Namespace) -> int:
 
 
 def status(args: argparse.Namespace) -> int:
-    st = _call(_paths(args), {"op": "status"})
+    st = call_daemon(state_paths(args), {"op": "status"})
     if args.output == "json":
         print(render.as_json(st))
     else:
@@ -133,11 +133,11 @@ def _read_manifests(filenames: list[str]) -> list[tuple[str, str]]:
 
 
 def apply(args: argparse.Namespace) -> int:
-    paths = _paths(args)
+    paths = state_paths(args)
     files = _read_manifests(args.filename)
     text = "\n---\n".join(t for _, t in files)
     source = ", ".join(s for s, _ in files)
-    resp = _call(
+    resp = call_daemon(
         paths, {"op": "apply", "cluster": args.cluster, "text": text, "source": source, "namespace": args.namespace}
     )
     print("\n".join(resp["results"]))
@@ -151,7 +151,7 @@ def wait_ready(paths: StatePaths, cluster: str | None, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     last = ""
     while True:
-        items = _call(paths, {"op": "get", "kind": "deployments", "cluster": cluster})["items"]
+        items = call_daemon(paths, {"op": "get", "kind": "deployments", "cluster": cluster})["items"]
         pending = [
             f"{d['metadata']['name']} {d['status']['readyReplicas']}/{d['spec'].get('replicas', 1)}"
             for d in items
@@ -172,7 +172,7 @@ def wait_ready(paths: StatePaths, cluster: str | None, timeout: float) -> None:
 
 
 def delete(args: argparse.Namespace) -> int:
-    paths = _paths(args)
+    paths = state_paths(args)
     files = _read_manifests(args.filename)
     req = {
         "op": "delete",
@@ -182,7 +182,7 @@ def delete(args: argparse.Namespace) -> int:
         "namespace": args.namespace,
         "ignore_not_found": args.ignore_not_found,
     }
-    print("\n".join(_call(paths, req)["results"]))
+    print("\n".join(call_daemon(paths, req)["results"]))
     return 0
 
 
@@ -192,7 +192,9 @@ def get(args: argparse.Namespace) -> int:
         raise CliError(
             f'unknown resource type "{args.kind}": use one of pods, services, deployments, namespaces, serviceaccounts'
         )
-    items: list[dict[str, Any]] = _call(_paths(args), {"op": "get", "kind": kind, "cluster": args.cluster})["items"]
+    items: list[dict[str, Any]] = call_daemon(state_paths(args), {"op": "get", "kind": kind, "cluster": args.cluster})[
+        "items"
+    ]
     meta: Callable[[dict[str, Any]], dict[str, Any]] = (lambda i: i) if kind == "pods" else (lambda i: i["metadata"])
     if kind not in ("namespaces",) and not args.all_namespaces:
         ns = args.namespace or "default"
@@ -225,14 +227,14 @@ def scale(args: argparse.Namespace) -> int:
         "name": args.name,
         "replicas": args.replicas,
     }
-    print("\n".join(_call(_paths(args), req)["results"]))
+    print("\n".join(call_daemon(state_paths(args), req)["results"]))
     return 0
 
 
 def logs(args: argparse.Namespace) -> int:
-    paths = _paths(args)
+    paths = state_paths(args)
     if args.controlplane:
-        st = _call(paths, {"op": "status"})
+        st = call_daemon(paths, {"op": "status"})
         names = [c["name"] for c in st["clusters"]]
         cluster = args.cluster or (names[0] if len(names) == 1 else "")
         if cluster not in names:
@@ -241,7 +243,7 @@ def logs(args: argparse.Namespace) -> int:
     else:
         if not args.pod:
             raise CliError("name a pod (see `isthmus get pods`), or use --controlplane")
-        info = _call(paths, {"op": "pod", "cluster": args.cluster, "name": args.pod})
+        info = call_daemon(paths, {"op": "pod", "cluster": args.cluster, "name": args.pod})
         path = Path(info["proxy_log"] if args.proxy else info["log"])
     try:
         lines = path.read_text(errors="replace").splitlines()
@@ -255,11 +257,11 @@ def logs(args: argparse.Namespace) -> int:
 
 
 def exec_(args: argparse.Namespace) -> int:
-    paths = _paths(args)
+    paths = state_paths(args)
     cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
     if not cmd:
         raise CliError("no command given: isthmus exec POD -- CMD [ARGS...]")
-    info = _call(paths, {"op": "pod", "cluster": args.cluster, "name": args.pod})
+    info = call_daemon(paths, {"op": "pod", "cluster": args.cluster, "name": args.pod})
     try:
         prefix = launcher.enter_argv(paths)
     except launcher.LaunchError as e:
@@ -276,11 +278,11 @@ def exec_(args: argparse.Namespace) -> int:
 
 
 def check(args: argparse.Namespace) -> int:
-    results = checks.evaluate(checks.gather(_paths(args)))
+    results = checks.evaluate(checks.gather(state_paths(args)))
     print(render.as_json(results) if args.output == "json" else render.check_results(results))
     return 0 if all(r["ok"] or r.get("warning") for r in results) else 1
 
 
 def controlplane(args: argparse.Namespace) -> int:
-    print("\n".join(_call(_paths(args), {"op": "restart_controlplane", "cluster": args.cluster})["results"]))
+    print("\n".join(call_daemon(state_paths(args), {"op": "restart_controlplane", "cluster": args.cluster})["results"]))
     return 0

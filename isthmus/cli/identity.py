@@ -24,7 +24,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.x509.oid import NameOID
 
 from isthmus.cli import commands, render
-from isthmus.cli.commands import _call, _paths, _valid_cluster_name
+from isthmus.cli.commands import call_daemon, state_paths, valid_cluster_name
 from isthmus.cli.errors import CliError
 from isthmus.identity.anchors import CA_BACKDATE, CertificateAuthority, create_issuer, create_trust_anchor
 from isthmus.identity.bundle import TrustBundle
@@ -150,7 +150,7 @@ def _by_cluster(values: Sequence[str], flag: str, targets: Sequence[str]) -> dic
     out: dict[str, Path] = {}
     for value in values:
         name, sep, path = value.partition("=")
-        if not (sep and _valid_cluster_name(name)):
+        if not (sep and valid_cluster_name(name)):
             if len(targets) != 1:
                 raise CliError(
                     f"{flag} {value}: say which cluster it is for ({flag} CLUSTER={value});"
@@ -186,9 +186,9 @@ def user_trust(args: argparse.Namespace, paths: StatePaths, targets: Sequence[st
 @_one_line_errors
 def up(args: argparse.Namespace) -> int:
     """`isthmus up`, after checking and storing the user's own trust material, if any."""
-    paths = _paths(args)
+    paths = state_paths(args)
     names = [n.strip() for n in args.clusters.split(",")] if args.clusters else []
-    if any(not _valid_cluster_name(n) for n in names) or len(set(names)) != len(names):
+    if any(not valid_cluster_name(n) for n in names) or len(set(names)) != len(names):
         return commands.up(args)  # it says what is wrong with the names, and starts nothing
     targets = names or (["local"] if not paths.db.exists() else sorted(trust.stored_issuers(paths)))
     wanted = user_trust(args, paths, targets)
@@ -345,9 +345,9 @@ def _mesh_trust(paths: StatePaths, clock: Clock) -> tuple[dict[str, x509.Certifi
 
 @_one_line_errors
 def show(args: argparse.Namespace) -> int:
-    paths, clock = _paths(args), SystemClock()
-    info = _call(paths, {"op": "pod", "cluster": args.cluster, "name": args.pod})
-    items = _call(paths, {"op": "get", "kind": "pods", "cluster": info["cluster"]})["items"]
+    paths, clock = state_paths(args), SystemClock()
+    info = call_daemon(paths, {"op": "pod", "cluster": args.cluster, "name": args.pod})
+    items = call_daemon(paths, {"op": "get", "kind": "pods", "cluster": info["cluster"]})["items"]
     pod = next((p for p in items if p["name"] == info["name"]), None)
     if pod is None or not pod.get("sidecar"):
         raise CliError(
