@@ -1,6 +1,7 @@
 """The sidecar agent: gives the pod its identity, then runs and supervises Envoy.
 
-It makes the workload's private key inside the pod (the key never leaves it),
+It makes the workload's private key inside the pod (the key never leaves it;
+the crypto runs in a short-lived child, `certify`, so the resident agent stays small),
 asks the cluster's identity service to sign a CSR for the pod's SPIFFE ID
 (authenticated by the token the platform bound to the pod's service account),
 hands certificate and key to Envoy through files Envoy watches (file-based
@@ -17,20 +18,15 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from isthmus.identity.client import CertificateRequestError, IssuedCertificate, request_certificate
-from isthmus.identity.csr import build_csr, generate_key, private_key_pem
 from isthmus.model.mesh import IDENTITY_DIR, parse_node_id, spiffe_id
 from isthmus.proxy.bootstrap import render_bootstrap
 from isthmus.proxy.envoy_binary import envoy_path
-from isthmus.proxy.renewal import RETRY_MAX, renew_delay, retry_delay
-from isthmus.proxy.sds_files import render_sds_files, write_sds_files
+from isthmus.proxy.renewal import RETRY_MAX, renew_delay
 
 log = logging.getLogger("isthmus.proxy")
-IDENTITY_SERVICE_ID = "spiffe://{td}/ns/isthmus-system/sa/isthmus-identity"
 
 
 def envoy_argv(binary: str, bootstrap: Path, log_level: str) -> list[str]:
@@ -48,48 +44,6 @@ def envoy_argv(binary: str, bootstrap: Path, log_level: str) -> list[str]:
         "--drain-strategy",
         "immediate",
     ]
-
-
-class Identity:
-    """Obtains and renews this workload's certificate."""
-
-    def __init__(self, args: argparse.Namespace, workload_id: str) -> None:
-        self.args = args
-        self.workload_id = workload_id
-        self.server_id = IDENTITY_SERVICE_ID.format(td=args.trust_domain)
-        self.dir = Path(args.identity_dir)
-
-    def obtain(self, deadline: float | None) -> IssuedCertificate:
-        """One fresh key and certificate, retrying while the identity service is unavailable."""
-        attempt = 0
-        while True:
-            key = generate_key()
-            csr = build_csr(key, self.workload_id).decode()
-            try:
-                issued = request_certificate(
-                    str(self.args.identity_socket),
-                    Path(self.args.token_file).read_text().strip(),
-                    csr,
-                    trust_bundle_pem=Path(self.args.trust_bundle).read_text(),
-                    server_id=self.server_id,
-                )
-            except (CertificateRequestError, OSError) as e:
-                status = getattr(e, "status", 0)
-                if status in (400, 401, 403):
-                    log.error("identity service refused %s: %s", self.workload_id, e)
-                attempt += 1
-                delay = retry_delay(attempt)
-                if deadline is not None and time.monotonic() + delay > deadline:
-                    raise
-                log.warning("no certificate yet for %s (%s); retrying in %.1fs", self.workload_id, e, delay)
-                time.sleep(delay)
-                continue
-            files = render_sds_files(
-                issued.certificate_chain, private_key_pem(key).decode(), issued.trust_bundle, str(self.dir)
-            )
-            write_sds_files(self.dir, files)
-            log.info("certificate for %s valid until %s", issued.spiffe_id, issued.expires_at)
-            return issued
 
 
 def _private_tmpfs(directory: Path) -> None:
@@ -121,8 +75,10 @@ def main() -> int:
     workload_id = spiffe_id(args.trust_domain, namespace, args.service_account)
     if not args.shared_identity_dir:
         _private_tmpfs(Path(args.identity_dir))
-    identity = Identity(args, workload_id)
-    issued = identity.obtain(deadline=None)
+    certify = Certifier(args, workload_id)
+    expires_at = certify(give_up_after=0.0)
+    if expires_at is None:
+        return 1
 
     metadata = {
         "pod": pod,
@@ -139,24 +95,55 @@ def main() -> int:
     envoy = subprocess.Popen(envoy_argv(envoy_path(), args.bootstrap, args.log_level))
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda s, _f: envoy.send_signal(s))
-    return supervise(envoy, identity, issued)
+    return supervise(envoy, certify, expires_at)
 
 
-def supervise(envoy: subprocess.Popen[bytes], identity: Identity, issued: IssuedCertificate) -> int:
+class Certifier:
+    """Runs `isthmus.proxy.certify` as a child (same pod, same private tmpfs) for each issuance."""
+
+    def __init__(self, args: argparse.Namespace, workload_id: str) -> None:
+        self.argv = [
+            sys.executable,
+            "-m",
+            "isthmus.proxy.certify",
+            "--workload-id",
+            workload_id,
+            "--identity-socket",
+            str(args.identity_socket),
+            "--token-file",
+            str(args.token_file),
+            "--trust-bundle",
+            str(args.trust_bundle),
+            "--trust-domain",
+            args.trust_domain,
+            "--identity-dir",
+            str(args.identity_dir),
+        ]
+
+    def __call__(self, give_up_after: float) -> str | None:
+        """The new certificate's expiry (RFC 3339), or None if none was obtained."""
+        done = subprocess.run([*self.argv, "--give-up-after", str(give_up_after)], stdout=subprocess.PIPE, text=True)
+        if done.returncode != 0:
+            return None
+        expires: str = json.loads(done.stdout)["expires_at"]
+        return expires
+
+
+def supervise(envoy: subprocess.Popen[bytes], certify: Certifier, expires_at: str) -> int:
     """Renew the certificate on schedule while Envoy runs; exit with Envoy."""
     received = datetime.now(UTC)
     while True:
-        wait = renew_delay(received, _parse_time(issued.expires_at), datetime.now(UTC))
+        wait = renew_delay(received, _parse_time(expires_at), datetime.now(UTC))
         try:
             return envoy.wait(timeout=wait)
         except subprocess.TimeoutExpired:
             pass
-        try:
-            issued = identity.obtain(deadline=time.monotonic() + RETRY_MAX * 4)
-            received = datetime.now(UTC)
-        except (CertificateRequestError, OSError) as e:
-            # Keep serving on the current certificate and try again soon; it is still valid.
-            log.error("renewal failed: %s", e)
+        renewed = certify(give_up_after=RETRY_MAX * 4)
+        if renewed is None:
+            # Keep serving on the current certificate, which is still valid, and try again.
+            log.error("renewal failed; retrying")
+            continue
+        expires_at, received = renewed, datetime.now(UTC)
 
 
 def _parse_time(value: str) -> datetime:

@@ -21,7 +21,7 @@ from isthmus.identity.load import load_issuer, load_trust_bundle
 from isthmus.identity.signing import issue_certificate
 from isthmus.identity.spiffe import workload_id
 from isthmus.platform.local.paths import StatePaths
-from isthmus.proxy.agent import IDENTITY_SERVICE_ID
+from isthmus.proxy.certify import IDENTITY_SERVICE_ID
 from tests.platform.harness import Mesh
 
 WEB_ID = "spiffe://cluster.local/ns/default/sa/web"
