@@ -32,6 +32,10 @@ isthmus exec "$client" -- python -m isthmus.apps.grpc_client echo-grpc:9090 --co
 step "Opaque TCP through the mesh"
 isthmus exec "$client" -- python -m isthmus.apps.tcp_client echo-tcp 7070 --send "hello over TCP"
 
+step "Every hop is mutual TLS: the web app is told the caller's verified SPIFFE identity"
+isthmus exec "$client" -- curl -sS http://web/ | python -c 'import json,sys; h=json.load(sys.stdin)["headers"]; print("x-isthmus-client-id:", h["x-isthmus-client-id"])'
+isthmus identity show "$client"
+
 step "Health of the mesh"
 isthmus check
 
