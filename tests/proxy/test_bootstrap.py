@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +17,7 @@ from google.protobuf import json_format
 
 from isthmus.model.mesh import ADMIN_PORT, XDS_CLUSTER, node_id
 from isthmus.proxy.bootstrap import ADMIN_CLUSTER, render_bootstrap
+from isthmus.proxy.envoy_binary import envoy_path
 
 NODE = node_id("west", "default", "web-1")
 POD_IP = "10.0.0.1"
@@ -146,9 +145,8 @@ def test_bad_input_is_refused_with_a_clear_error(override: dict[str, str], messa
         render(**override)
 
 
-def _envoy() -> str | None:
-    beside = Path(sys.executable).parent / "envoy"
-    return str(beside) if beside.exists() else shutil.which("envoy")
+def _envoy() -> str:
+    return envoy_path()
 
 
 @pytest.mark.envoy

