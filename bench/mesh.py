@@ -32,14 +32,14 @@ class PodProcs:
 
     pod: str
     envoy: psutil.Process | None
-    agent: psutil.Process | None
-    """The sidecar agent, if it outlives Envoy's start (it supervises Envoy and renews certificates)."""
+    agent: tuple[psutil.Process, ...]
+    """The sidecar agent (it supervises Envoy and renews certificates) and any helper it runs now."""
     apps: tuple[psutil.Process, ...]
 
     @property
     def sidecar(self) -> tuple[psutil.Process, ...]:
         """Everything the mesh adds to the pod."""
-        return tuple(p for p in (self.agent, self.envoy) if p is not None)
+        return (*self.agent, *((self.envoy,) if self.envoy is not None else ()))
 
 
 class Mesh:
@@ -111,13 +111,13 @@ class Mesh:
         """Each pod's sidecar and app processes, found under the mesh's init process.
 
         A pod's processes carry POD_NAME in their environment; its Envoy is the one
-        started with the bootstrap in the pod's state dir, its agent runs
-        isthmus.proxy.agent; the rest (bar the nsenter/unshare/sh that exec the
+        started with the bootstrap in the pod's state dir, its agent (and the agent's
+        helpers) run isthmus.proxy.* modules; the rest (bar the nsenter/unshare/sh that exec the
         command) are the app's.
         """
         init = json.loads((self.home / "run" / "daemon.pid").read_text())["init"]
         envoys: dict[str, psutil.Process] = {}
-        agents: dict[str, psutil.Process] = {}
+        agents: dict[str, list[psutil.Process]] = {}
         apps: dict[str, list[psutil.Process]] = {}
         for proc in psutil.Process(init).children(recursive=True):
             with contextlib.suppress(psutil.Error):
@@ -127,14 +127,15 @@ class Mesh:
                     continue
                 cmd = proc.cmdline()
                 bootstrap = f"/pods/local/{env.get('POD_NAMESPACE', 'default')}/{pod}/envoy.json"
-                if "isthmus.proxy.agent" in cmd:  # first: its --bootstrap names the same file
-                    agents[pod] = proc
+                # First: the agent's --bootstrap names the same file as Envoy's -c.
+                if any(arg.startswith("isthmus.proxy.") for arg in cmd):
+                    agents.setdefault(pod, []).append(proc)
                 elif any(arg.endswith(bootstrap) for arg in cmd):
                     envoys[pod] = proc
                 elif proc.name() not in ("nsenter", "unshare", "sh", "mount"):
                     apps.setdefault(pod, []).append(proc)
         pods = envoys.keys() | agents.keys() | apps.keys()
-        return {p: PodProcs(p, envoys.get(p), agents.get(p), tuple(apps.get(p, []))) for p in sorted(pods)}
+        return {p: PodProcs(p, envoys.get(p), tuple(agents.get(p, [])), tuple(apps.get(p, []))) for p in sorted(pods)}
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float, what: str, interval: float = 0.05) -> None:

@@ -66,8 +66,13 @@ def snapshot(mesh: Mesh) -> list[dict[str, Any]]:
                 "private_by_mapping_mb": private_by_mapping(procs.envoy),
                 "envoy_memory_mb": envoy_memory(mesh, pod),
             }
-        if procs.agent is not None:
-            row["agent"] = {"pid": procs.agent.pid, **mem(procs.agent)}
+        if procs.agent:
+            parts = [mem(a) for a in procs.agent]
+            row["agent"] = {
+                "pids": [a.pid for a in procs.agent],
+                "cmds": [" ".join(a.cmdline()[1:3]) for a in procs.agent],
+                **{k: sum(part[k] for part in parts) for k in parts[0]},
+            }
         row["sidecar_uss_mb"] = sum(row[k]["uss_mb"] for k in ("envoy", "agent") if row[k]) if procs.sidecar else None
         row["sidecar_pss_mb"] = sum(row[k]["pss_mb"] for k in ("envoy", "agent") if row[k]) if procs.sidecar else None
         for app in procs.apps:
