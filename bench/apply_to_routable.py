@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import select
 import subprocess
 import sys
@@ -26,6 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import psutil
 import yaml
 
 from bench import report
@@ -111,8 +113,37 @@ def rel(t: float | None, t0: float) -> float | None:
     return None if t is None else (t - t0) * 1000
 
 
+def since_boot(pid: int) -> float:
+    """When a process started, in seconds since boot (field 22 of /proc/PID/stat, in clock ticks).
+
+    psutil's create_time adds this to a boot time rounded to whole seconds, which is
+    too coarse here; CLOCK_BOOTTIME is the same clock, exact.
+    """
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[19]) / os.sysconf("SC_CLK_TCK")
+
+
+def process_starts(mesh: Mesh, deployment_name: str, boot0: float) -> dict[str, float | None]:
+    """When the new pod's agent, Envoy and app processes started, in ms after `boot0`
+    (CLOCK_BOOTTIME; the kernel keeps start times in clock ticks: 10 ms resolution)."""
+    procs = next((pp for pod, pp in mesh.pod_processes().items() if pod.startswith(f"{deployment_name}-")), None)
+    if procs is None:
+        return {"agent_start_ms": None, "envoy_start_ms": None, "app_start_ms": None}
+    agent = next((a for a in procs.agent if "isthmus.proxy.agent" in a.cmdline()), None)
+
+    def ms(proc: psutil.Process | None) -> float | None:
+        return None if proc is None else (since_boot(proc.pid) - boot0) * 1000
+
+    return {
+        "agent_start_ms": ms(agent),
+        "envoy_start_ms": ms(procs.envoy),
+        "app_start_ms": ms(procs.apps[0] if procs.apps else None),
+    }
+
+
 def one_new(mesh: Mesh, client: str, name: str) -> dict[str, Any]:
     probe = start_probe(mesh, client, name)
+    boot0 = time.clock_gettime(time.CLOCK_BOOTTIME)
     t0 = time.monotonic()
     mesh.call(apply_req([deployment(name), service(name)]))
     applied = time.monotonic()
@@ -128,6 +159,7 @@ def one_new(mesh: Mesh, client: str, name: str) -> dict[str, Any]:
         "case": "new",
         "name": name,
         "apply_ms": rel(applied, t0),
+        **process_starts(mesh, name, boot0),
         "pods_ready_ms": rel(t_ready, t0),
         "resolved_ms": rel(got["resolved"], t0),
         "first_response_ms": rel(got["first_response"], t0),
@@ -177,6 +209,9 @@ def stats(values: list[float | None]) -> tuple[float, float, int]:
 
 
 MEASURES = [
+    ("new", "apply → sidecar agent process started", lambda r: r["agent_start_ms"]),
+    ("new", "apply → Envoy process started", lambda r: r["envoy_start_ms"]),
+    ("new", "apply → app process started", lambda r: r["app_start_ms"]),
     ("new", "apply → deployment ready", lambda r: r["pods_ready_ms"]),
     ("new", "apply → name resolves", lambda r: r["resolved_ms"]),
     ("new", "apply → routable", lambda r: r["routable_ms"]),

@@ -35,8 +35,16 @@ def machine() -> dict[str, Any]:
         "kernel": platform.release(),
         "python": platform.python_version(),
         "date": now(),
+        "loadavg": _loadavg(),
         "command": shlex.join([".venv/bin/python", "-m", _module_name(), *sys.argv[1:]]),
     }
+
+
+def _loadavg() -> str:
+    try:
+        return Path("/proc/loadavg").read_text().strip()
+    except OSError:
+        return ""
 
 
 def _module_name() -> str:
