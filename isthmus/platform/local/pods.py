@@ -223,7 +223,7 @@ class PodRuntime:
         return True
 
     async def _probe_loop(self) -> None:
-        interval = 0.1
+        ever_ready = False
         token_written = time.monotonic()
         while True:
             if self.injected and time.monotonic() - token_written > TOKEN_REFRESH.total_seconds():
@@ -233,9 +233,10 @@ class PodRuntime:
             if ready != self.ready:
                 self.ready = ready
                 self._on_change()
-            # Probe fast until the pod first becomes ready, then at a kubelet-like pace.
-            interval = 1.0 if self.ready else min(interval * 1.5, 1.0)
-            await asyncio.sleep(interval)
+            ever_ready = ever_ready or ready
+            # Every 50 ms until the pod is first ready (a new service is routable as soon as its
+            # app listens; a back-off here once cost up to 0.7 s), then at a kubelet-like pace.
+            await asyncio.sleep(1.0 if ready else (0.5 if ever_ready else 0.05))
 
     async def stop(self, drain: float) -> None:
         """Leave the endpoint lists, let in-flight requests finish, then stop the apps and the sidecar."""
