@@ -79,7 +79,7 @@ def up(args: argparse.Namespace) -> int:
     if not names and not paths.db.exists():
         names = ["local"]
     try:
-        st = launcher.start(paths, names, _progress)
+        st = launcher.start(paths, names, _progress, getattr(args, "mesh_settings", None))
     except launcher.LaunchError as e:
         raise CliError(str(e)) from e
     clusters = st.get("clusters", [])

@@ -23,8 +23,8 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.x509.oid import NameOID
 
-from isthmus.cli import commands, render
-from isthmus.cli.commands import call_daemon, state_paths, valid_cluster_name
+from isthmus.cli import render
+from isthmus.cli.commands import call_daemon, state_paths
 from isthmus.cli.errors import CliError
 from isthmus.identity.anchors import CA_BACKDATE, CertificateAuthority, create_issuer, create_trust_anchor
 from isthmus.identity.bundle import TrustBundle
@@ -55,7 +55,7 @@ FETCH_TIMEOUT = 20.0
 # ---------------------------------------------------------------- create
 
 
-def _one_line_errors(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+def one_line_errors(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
     """Turn the identity stage's errors (each names its file and problem) into the CLI's one-line error."""
 
     @functools.wraps(command)
@@ -91,7 +91,7 @@ def _write_ca(ca: CertificateAuthority, cert: Path, key: Path) -> None:
         raise
 
 
-@_one_line_errors
+@one_line_errors
 def trust_anchor_create(args: argparse.Namespace) -> int:
     if problem := trust_domain_problem(args.trust_domain):
         raise CliError(f"--trust-domain: {problem}")
@@ -108,7 +108,7 @@ def trust_anchor_create(args: argparse.Namespace) -> int:
     return 0
 
 
-@_one_line_errors
+@one_line_errors
 def issuer_create(args: argparse.Namespace) -> int:
     clock = SystemClock()
     lifetime = _lifetime(args.lifetime_days)
@@ -140,63 +140,6 @@ def _anchor_trust_domain(anchor: x509.Certificate) -> str:
     orgs = anchor.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)
     org = str(orgs[0].value) if orgs else ""
     return org if org and trust_domain_problem(org) is None else DEFAULT_TRUST_DOMAIN
-
-
-# ---------------------------------------------------------------- up --trust-anchor / --issuer
-
-
-def _by_cluster(values: Sequence[str], flag: str, targets: Sequence[str]) -> dict[str, Path]:
-    """`[CLUSTER=]FILE` values of a repeatable flag, by cluster; a bare FILE needs exactly one cluster."""
-    out: dict[str, Path] = {}
-    for value in values:
-        name, sep, path = value.partition("=")
-        if not (sep and valid_cluster_name(name)):
-            if len(targets) != 1:
-                raise CliError(
-                    f"{flag} {value}: say which cluster it is for ({flag} CLUSTER={value});"
-                    f" this `up` starts clusters {', '.join(targets) or 'none'}"
-                )
-            name, path = targets[0], value
-        if name in out:
-            raise CliError(f"{flag} is given twice for cluster {name}")
-        out[name] = Path(path).expanduser()
-    return out
-
-
-def user_trust(args: argparse.Namespace, paths: StatePaths, targets: Sequence[str]) -> trust.UserTrust:
-    """The trust flags of `up`, checked for consistency (the files themselves are checked later)."""
-    certs = _by_cluster(args.issuer or [], "--issuer", targets)
-    keys = _by_cluster(args.issuer_key or [], "--issuer-key", targets)
-    for cluster in sorted(set(certs) ^ set(keys)):
-        have, need = ("--issuer", "--issuer-key") if cluster in certs else ("--issuer-key", "--issuer")
-        raise CliError(f"{have} for cluster {cluster} needs {need} {cluster}=FILE too")
-    known = set(targets) | set(trust.stored_issuers(paths))
-    for cluster in sorted(set(certs) - known):
-        raise CliError(
-            f"--issuer names cluster {cluster}, which this `up` does not start (clusters: {', '.join(targets)});"
-            f" add it to --clusters"
-        )
-    return trust.UserTrust(
-        anchor_cert=Path(args.trust_anchor).expanduser() if args.trust_anchor else None,
-        anchor_key=Path(args.trust_anchor_key).expanduser() if args.trust_anchor_key else None,
-        issuers={c: (certs[c], keys[c]) for c in sorted(certs)},
-    )
-
-
-@_one_line_errors
-def up(args: argparse.Namespace) -> int:
-    """`isthmus up`, after checking and storing the user's own trust material, if any."""
-    paths = state_paths(args)
-    names = [n.strip() for n in args.clusters.split(",")] if args.clusters else []
-    if any(not valid_cluster_name(n) for n in names) or len(set(names)) != len(names):
-        return commands.up(args)  # it says what is wrong with the names, and starts nothing
-    targets = names or (["local"] if not paths.db.exists() else sorted(trust.stored_issuers(paths)))
-    wanted = user_trust(args, paths, targets)
-    # Also without flags: a mesh that holds its anchor's certificate only cannot add a cluster without an issuer.
-    plan = trust.plan_user_trust(paths, wanted, names or targets, DEFAULT_TRUST_DOMAIN, SystemClock())
-    if not plan.empty:
-        trust.install(paths, plan)
-    return commands.up(args)
 
 
 # ---------------------------------------------------------------- show
@@ -343,7 +286,7 @@ def _mesh_trust(paths: StatePaths, clock: Clock) -> tuple[dict[str, x509.Certifi
     return issuers, bundle
 
 
-@_one_line_errors
+@one_line_errors
 def show(args: argparse.Namespace) -> int:
     paths, clock = state_paths(args), SystemClock()
     info = call_daemon(paths, {"op": "pod", "cluster": args.cluster, "name": args.pod})
@@ -418,22 +361,3 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--cluster", "-c", help="which cluster (needed when more than one runs)")
     p.add_argument("-o", "--output", choices=["table", "json"], default="table")
     p.set_defaults(func=show)
-
-
-def add_up_flags(p: argparse.ArgumentParser) -> None:
-    """`isthmus up`'s flags for bringing one's own trust material."""
-    p.add_argument(
-        "--trust-anchor",
-        metavar="CERT",
-        help="your own trust anchor instead of a generated one (a mesh keeps the anchor it started with)",
-    )
-    p.add_argument(
-        "--trust-anchor-key", metavar="KEY", help="its key, so that isthmus can create the issuers not given"
-    )
-    p.add_argument(
-        "--issuer",
-        action="append",
-        metavar="[CLUSTER=]CERT",
-        help="a cluster's issuer certificate, signed by the anchor (repeat per cluster)",
-    )
-    p.add_argument("--issuer-key", action="append", metavar="[CLUSTER=]KEY", help="that issuer's key")

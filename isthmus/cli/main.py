@@ -7,7 +7,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from isthmus.cli import commands, identity
+from isthmus.cli import commands, identity, up
 from isthmus.cli.errors import CliError
 
 DESCRIPTION = """\
@@ -47,8 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="comma-separated cluster names (default: 'local', or the clusters already stored)",
     )
-    identity.add_up_flags(p)
-    p.set_defaults(func=identity.up)
+    up.add_up_flags(p)
+    p.set_defaults(func=up.up)
 
     p = sub.add_parser("down", help="stop the local mesh; its state stays for the next `up`")
     p.add_argument("--purge", action="store_true", help="also delete the stored state (clusters, workloads, logs)")

@@ -10,14 +10,18 @@ import argparse
 import asyncio
 import logging
 import signal
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from isthmus.identity.clock import SystemClock
 from isthmus.identity.load import load_issuer, load_trust_bundle
+from isthmus.identity.reload import TrustFiles, TrustReloader
 from isthmus.identity.server import IdentityServer
 from isthmus.identity.service import IdentityService
+from isthmus.identity.signing import DEFAULT_LIFETIME, SigningPolicy
+from isthmus.identity.spiffe import DEFAULT_TRUST_DOMAIN
 from isthmus.identity.tokens import HmacTokenVerifier, load_token_secret
 from isthmus.model.codec import decode
 from isthmus.model.index import ClusterState
@@ -66,7 +70,7 @@ async def follow_platform(cluster: str, api_socket: Path, cache: SnapshotCache) 
         delay = min(delay * 2, RECONNECT_MAX)
 
 
-def identity_server(paths: StatePaths, cluster: str, trust_domain: str) -> IdentityServer:
+def identity_server(paths: StatePaths, cluster: str, trust_domain: str, cert_lifetime: timedelta) -> IdentityServer:
     """The cluster's CSR signing service, with the cluster's issuer and the mesh's anchors."""
     clock = SystemClock()
     bundle = load_trust_bundle(paths.trust_bundle, clock)
@@ -74,7 +78,8 @@ def identity_server(paths: StatePaths, cluster: str, trust_domain: str) -> Ident
         paths.issuer_cert(cluster), paths.issuer_key(cluster), bundle, clock, trust_domain=trust_domain
     )
     tokens = HmacTokenVerifier(load_token_secret(paths.token_secret(cluster)), cluster, trust_domain, clock)
-    return IdentityServer(IdentityService(issuer, bundle, tokens, clock, trust_domain=trust_domain))
+    policy = SigningPolicy(lifetime=cert_lifetime)
+    return IdentityServer(IdentityService(issuer, bundle, tokens, clock, trust_domain=trust_domain, policy=policy))
 
 
 def status_payload(ads: AdsServer) -> dict[str, Any]:
@@ -95,19 +100,41 @@ def status_payload(ads: AdsServer) -> dict[str, Any]:
     }
 
 
-async def amain(
-    cluster: str, api_socket: Path, ads_socket: Path, status_socket: Path, paths: StatePaths, trust_domain: str
-) -> int:
+@dataclass(frozen=True)
+class Options:
+    """One cluster's control plane, as the platform starts it."""
+
+    cluster: str
+    api_socket: Path
+    """The platform API to watch."""
+    ads_socket: Path
+    status_socket: Path
+    paths: StatePaths
+    trust_domain: str
+    cert_lifetime: timedelta
+    """Lifetime of the workload certificates the identity service signs."""
+
+
+async def amain(opts: Options) -> int:
+    cluster, api_socket, ads_socket, paths = opts.cluster, opts.api_socket, opts.ads_socket, opts.paths
     cache = SnapshotCache()
     ads = await start_ads_server(cache, f"unix:{ads_socket}")
-    identity = identity_server(paths, cluster, trust_domain)
+    identity = identity_server(paths, cluster, opts.trust_domain, opts.cert_lifetime)
+    # Issuer and anchor rotation replace these files; the service follows them without a restart.
+    files = TrustFiles(paths.issuer_cert(cluster), paths.issuer_key(cluster), paths.trust_bundle)
+    reloader = TrustReloader(identity, files, opts.trust_domain, identity.service.clock)
 
     async def on_status(req: dict[str, Any], _w: asyncio.StreamWriter) -> dict[str, Any]:
+        if req.get("op") == "identity":
+            # `isthmus identity rotate` asks right after writing the files instead of waiting for the next look.
+            if req.get("reload"):
+                reloader.check(force=True)
+            return {"ok": True, **reloader.served()}
         if req.get("op") != "status":
             return {"ok": False, "error": f"unknown operation {req.get('op')!r}"}
         return {"ok": True, **status_payload(ads)}
 
-    status_server = await rpc.serve(status_socket, on_status)
+    status_server = await rpc.serve(opts.status_socket, on_status)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -117,10 +144,12 @@ async def amain(
         await identity.start_unix(paths.identity_socket(cluster))
         follower = tg.create_task(follow_platform(cluster, api_socket, cache), name="platform watch")
         signer = tg.create_task(identity.serve_forever(), name="identity service")
+        watcher = tg.create_task(reloader.run(), name="identity files watch")
         log.info("identity service for %s on %s", cluster, paths.identity_socket(cluster))
         await stop.wait()
         follower.cancel()
         signer.cancel()
+        watcher.cancel()
     status_server.close()
     await ads.stop(grace=1.0)
     return 0
@@ -133,10 +162,23 @@ def main() -> int:
     parser.add_argument("--ads-socket", required=True, type=Path)
     parser.add_argument("--status-socket", type=Path)
     parser.add_argument("--home", required=True, type=Path, help="the local platform's state directory")
-    parser.add_argument("--trust-domain", default="cluster.local")
+    parser.add_argument("--trust-domain", default=DEFAULT_TRUST_DOMAIN)
+    parser.add_argument(
+        "--workload-cert-lifetime",
+        type=int,
+        default=int(DEFAULT_LIFETIME.total_seconds()),
+        metavar="SECONDS",
+        help="lifetime of the workload certificates this cluster's identity service signs",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    status = args.status_socket or args.ads_socket.with_name(f"cp-{args.cluster}.sock")
-    return asyncio.run(
-        amain(args.cluster, args.api_socket, args.ads_socket, status, StatePaths(args.home), args.trust_domain)
+    opts = Options(
+        cluster=args.cluster,
+        api_socket=args.api_socket,
+        ads_socket=args.ads_socket,
+        status_socket=args.status_socket or args.ads_socket.with_name(f"cp-{args.cluster}.sock"),
+        paths=StatePaths(args.home),
+        trust_domain=args.trust_domain,
+        cert_lifetime=timedelta(seconds=args.workload_cert_lifetime),
     )
+    return asyncio.run(amain(opts))

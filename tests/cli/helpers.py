@@ -13,14 +13,23 @@ from cryptography import x509
 from isthmus.cli.main import main
 from isthmus.identity.anchors import CertificateAuthority
 from isthmus.platform.local.paths import StatePaths
+from isthmus.platform.local.settings import MeshSettings
 
 
 @dataclass
 class FakeLauncher:
     calls: list[list[str]] = field(default_factory=list)
+    settings: list[MeshSettings | None] = field(default_factory=list)
 
-    def start(self, paths: StatePaths, clusters: list[str], progress: Callable[[str], None]) -> dict[str, Any]:
+    def start(
+        self,
+        paths: StatePaths,
+        clusters: list[str],
+        progress: Callable[[str], None],
+        settings: MeshSettings | None = None,
+    ) -> dict[str, Any]:
         self.calls.append(clusters)
+        self.settings.append(settings)
         return {"clusters": []}
 
 

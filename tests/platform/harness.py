@@ -85,6 +85,11 @@ class Mesh:
             [ISTHMUS, *args], env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
         )
 
+    def loadgen(self, client: str, url: str, rate: int, seconds: int) -> Load:
+        """A bounded open-loop request stream from `client` (a pod) to `url`, running in the background."""
+        argv = ["python", "-m", "isthmus.apps.loadgen", url, "--rate", str(rate), "--duration", str(seconds)]
+        return Load(self.popen("exec", client, "--", *argv, "--json"), seconds)
+
     def apply(self, manifest: str, *extra: str) -> str:
         return self.run("apply", "-f", "-", "--wait", *extra, input=manifest).stdout
 
@@ -111,3 +116,26 @@ class Mesh:
 
     def kill9(self) -> None:
         os.kill(self.init_pid(), signal.SIGKILL)
+
+
+@dataclass
+class Load:
+    """A running `isthmus.apps.loadgen`; use it in a `with` block so it is stopped even when a test fails."""
+
+    proc: subprocess.Popen[str]
+    seconds: int
+
+    def report(self) -> dict[str, Any]:
+        """Wait for the stream to finish and return loadgen's JSON report."""
+        out, err = self.proc.communicate(timeout=self.seconds + 60)
+        assert out, f"loadgen printed no report (exit {self.proc.returncode}): {err}"
+        result: dict[str, Any] = json.loads(out)
+        return result
+
+    def __enter__(self) -> Load:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.communicate()

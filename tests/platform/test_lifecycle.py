@@ -48,30 +48,6 @@ spec:
 """
 
 
-def _loadgen(mesh: Mesh, client: str, url: str, rate: int, seconds: int) -> object:
-    return mesh.popen(
-        "exec",
-        client,
-        "--",
-        "python",
-        "-m",
-        "isthmus.apps.loadgen",
-        url,
-        "--rate",
-        str(rate),
-        "--duration",
-        str(seconds),
-        "--json",
-    )
-
-
-def _report(proc: object) -> dict[str, object]:
-    out, err = proc.communicate(timeout=120)  # type: ignore[attr-defined]
-    assert out, err
-    report: dict[str, object] = json.loads(out)
-    return report
-
-
 def _ready(mesh: Mesh, deployment: str, n: int) -> bool:
     pods = [p for p in mesh.pods(deployment) if p["phase"] == "Running"]
     return len(pods) == n and all(p["ready"] for p in pods)
@@ -81,27 +57,24 @@ def test_scaling_1_3_1_under_a_steady_stream_loses_no_request(demo_mesh: Mesh) -
     demo_mesh.run("scale", "deployment", "web", "--replicas", "1")
     wait_for(lambda: _ready(demo_mesh, "web", 1) and len(demo_mesh.pods("web")) == 1, 30, "web at 1 replica")
     client = demo_mesh.pod("client")
-    load = _loadgen(demo_mesh, client, "http://web/", 50, 14)
-    try:
+    with demo_mesh.loadgen(client, "http://web/", 50, 14) as load:
         time.sleep(2)
         demo_mesh.run("scale", "deployment", "web", "--replicas", "3")
         wait_for(lambda: _ready(demo_mesh, "web", 3), 30, "web at 3 replicas")
         time.sleep(3)
         demo_mesh.run("scale", "deployment", "web", "--replicas", "1")
         wait_for(lambda: len(demo_mesh.pods("web")) == 1, 30, "web back at 1 replica")
-    finally:
-        report = _report(load)
+        report = load.report()
     assert report["failures"] == {}, report
     assert report["successes"] == report["total"] >= 600
-    assert len(report["pods"]) == 3, "the stream should have reached the replicas that came and went"  # type: ignore[arg-type]
+    assert len(report["pods"]) == 3, "the stream should have reached the replicas that came and went"
     demo_mesh.run("scale", "deployment", "web", "--replicas", "3")
     wait_for(lambda: _ready(demo_mesh, "web", 3), 30, "web back at 3 replicas")
 
 
 def test_control_plane_restart_under_load_loses_no_request(demo_mesh: Mesh) -> None:
     client = demo_mesh.pod("client")
-    load = _loadgen(demo_mesh, client, "http://web/", 50, 10)
-    try:
+    with demo_mesh.loadgen(client, "http://web/", 50, 10) as load:
         time.sleep(2)
         demo_mesh.run("controlplane", "restart")
         time.sleep(1)
@@ -110,8 +83,7 @@ def test_control_plane_restart_under_load_loses_no_request(demo_mesh: Mesh) -> N
             30,
             "sidecars to reconnect to the new control plane",
         )
-    finally:
-        report = _report(load)
+        report = load.report()
     assert report["failures"] == {}, report
     assert report["successes"] == report["total"] >= 450
     # The restarted control plane serves changes again: a new service becomes routable.

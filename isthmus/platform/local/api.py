@@ -15,6 +15,7 @@ from isthmus.model.resources import Deployment
 from isthmus.platform.local import rpc
 from isthmus.platform.local.apply import ApplyError, plan_apply, plan_delete
 from isthmus.platform.local.cluster import LocalCluster
+from isthmus.platform.local.settings import MeshSettings, SettingsError
 
 if TYPE_CHECKING:
     from isthmus.platform.local.daemon import Daemon
@@ -72,7 +73,13 @@ class Api:
 
     async def op_up(self, req: dict[str, Any]) -> dict[str, Any]:
         names = [str(n) for n in req.get("clusters", [])]
-        return {"created": await self.d.ensure_clusters(names)}
+        changed = False
+        if isinstance(req.get("settings"), str):
+            try:
+                changed = self.d.change_settings(MeshSettings.from_json(req["settings"]))
+            except (SettingsError, ValueError, KeyError) as e:
+                raise ApiError(str(e)) from e
+        return {"created": await self.d.ensure_clusters(names), "settings_changed": changed}
 
     async def op_down(self, req: dict[str, Any]) -> dict[str, Any]:
         asyncio.get_running_loop().call_later(0.05, lambda: asyncio.ensure_future(self.d.shutdown()))

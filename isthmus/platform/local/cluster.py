@@ -35,6 +35,7 @@ from isthmus.platform.local.netplan import ClusterNetwork
 from isthmus.platform.local.paths import StatePaths
 from isthmus.platform.local.pods import PodPlan, PodRuntime
 from isthmus.platform.local.service_proxy import service_rules
+from isthmus.platform.local.settings import MeshSettings
 from isthmus.platform.local.store import Store
 from isthmus.platform.local.supervisor import Supervised
 
@@ -52,10 +53,13 @@ def _suffix() -> str:
 
 
 class LocalCluster:
-    def __init__(self, net: ClusterNetwork, store: Store, paths: StatePaths, drain_seconds: float) -> None:
+    def __init__(
+        self, net: ClusterNetwork, store: Store, paths: StatePaths, drain_seconds: float, mesh: MeshSettings
+    ) -> None:
         self.net = net
         self.name = net.name
-        self.settings = ClusterSettings(name=net.name)
+        self.mesh = mesh
+        self.settings = ClusterSettings(name=net.name, trust_domain=mesh.trust_domain)
         self.store = store
         self.paths = paths
         self.drain_seconds = drain_seconds
@@ -80,8 +84,8 @@ class LocalCluster:
         self._start_controlplane()
         await self.reconcile()
 
-    def _start_controlplane(self) -> None:
-        argv = [
+    def _controlplane_argv(self) -> list[str]:
+        return [
             sys.executable,
             "-m",
             "isthmus.controlplane",
@@ -95,15 +99,26 @@ class LocalCluster:
             str(self.paths.home),
             "--trust-domain",
             self.settings.trust_domain,
+            "--workload-cert-lifetime",
+            str(int(self.mesh.workload_cert_lifetime.total_seconds())),
         ]
+
+    def _start_controlplane(self) -> None:
         self.controlplane = Supervised(
             f"{self.name}/controlplane",
-            argv,
+            self._controlplane_argv(),
             {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "PYTHONUNBUFFERED": "1"},
             self.paths.home,
             self.paths.controller_log(self.name),
         )
         self.controlplane.start()
+
+    def change_settings(self, mesh: MeshSettings) -> None:
+        """New mesh settings (same trust domain): the control plane restarts with them; sidecars keep serving."""
+        self.mesh = mesh
+        if self.controlplane:
+            self.controlplane.argv = self._controlplane_argv()
+            self.controlplane.kill()
 
     async def stop(self, drain: bool = False) -> None:
         async with self._lock:
@@ -186,7 +201,7 @@ class LocalCluster:
         slot = next(i for i in range(len(used) + 1) if i not in used)
         name = f"{d.meta.name}-{h[:5]}-{_suffix()}"
         plan = PodPlan(name, d.meta.namespace, d.meta.name, d.template, h, slot, self.net.pod_ip(slot))
-        pod = PodRuntime(plan, self.net, self.paths, self.publish)
+        pod = PodRuntime(plan, self.net, self.paths, self.publish, self.settings.trust_domain)
         self.pods[name] = pod
         return pod
 

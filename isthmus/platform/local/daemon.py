@@ -15,22 +15,29 @@ import os
 import signal
 from pathlib import Path
 
-from isthmus.identity.spiffe import DEFAULT_TRUST_DOMAIN as TRUST_DOMAIN
 from isthmus.platform.local import rpc, trust
 from isthmus.platform.local.api import Api
 from isthmus.platform.local.cluster import LocalCluster
 from isthmus.platform.local.netplan import plan_cluster
 from isthmus.platform.local.paths import StatePaths
+from isthmus.platform.local.settings import MeshSettings, SettingsError, trust_domain_change_problem
 from isthmus.platform.local.store import Store
 
 log = logging.getLogger("isthmus.daemon")
 
 
 class Daemon:
-    def __init__(self, paths: StatePaths, drain_seconds: float) -> None:
+    def __init__(self, paths: StatePaths, drain_seconds: float, settings: MeshSettings | None = None) -> None:
         self.paths = paths
         self.store = Store(paths.db)
         self.drain_seconds = drain_seconds
+        stored = self.store.mesh_settings()
+        self.settings = stored or MeshSettings()
+        if settings is not None:
+            if stored is not None:
+                self._check_trust_domain(settings)  # the CLI checked it too; the daemon is the authority
+            self.settings = settings
+        self.store.set_mesh_settings(self.settings)
         self.clusters: dict[str, LocalCluster] = {}
         self.ready = False
         self.stopping = asyncio.Event()
@@ -38,25 +45,45 @@ class Daemon:
     async def ensure_clusters(self, names: list[str]) -> list[str]:
         """Start every stored cluster plus the named ones; returns those newly created."""
         created = []
-        trust.ensure_anchor(self.paths, TRUST_DOMAIN)
+        domain = self.settings.trust_domain
+        trust.ensure_anchor(self.paths, domain)
         known = {c.name for c in self.store.clusters()}
         for name in names:
             if name not in known:
                 # Trust material first: a cluster that cannot get an issuer is not stored at all.
-                trust.ensure_cluster(self.paths, name, TRUST_DOMAIN)
+                trust.ensure_cluster(self.paths, name, domain)
                 self.store.add_cluster(name)
                 created.append(name)
         starts = []
         for row in self.store.clusters():
-            trust.ensure_cluster(self.paths, row.name, TRUST_DOMAIN)
+            trust.ensure_cluster(self.paths, row.name, domain)
             if row.name not in self.clusters:
                 cluster = LocalCluster(
-                    plan_cluster(row.name, row.index, row.pod_cidr), self.store, self.paths, self.drain_seconds
+                    plan_cluster(row.name, row.index, row.pod_cidr),
+                    self.store,
+                    self.paths,
+                    self.drain_seconds,
+                    self.settings,
                 )
                 self.clusters[row.name] = cluster
                 starts.append(cluster.start())
         await asyncio.gather(*starts)
         return created
+
+    def _check_trust_domain(self, wanted: MeshSettings) -> None:
+        if problem := trust_domain_change_problem(self.settings.trust_domain, wanted.trust_domain):
+            raise SettingsError(problem)
+
+    def change_settings(self, wanted: MeshSettings) -> bool:
+        """Adopt `wanted` (same trust domain); the control planes restart to sign with it. True if it changed."""
+        self._check_trust_domain(wanted)
+        if wanted == self.settings:
+            return False
+        self.store.set_mesh_settings(wanted)
+        self.settings = wanted
+        for cluster in self.clusters.values():
+            cluster.change_settings(wanted)
+        return True
 
     async def remove_cluster(self, name: str) -> None:
         cluster = self.clusters.pop(name)
@@ -68,8 +95,8 @@ class Daemon:
         self.stopping.set()
 
 
-async def amain(paths: StatePaths, clusters: list[str], drain_seconds: float) -> int:
-    daemon = Daemon(paths, drain_seconds)
+async def amain(paths: StatePaths, clusters: list[str], drain_seconds: float, settings: MeshSettings | None) -> int:
+    daemon = Daemon(paths, drain_seconds, settings)
     api = Api(daemon)
     server = await rpc.serve(paths.api_socket, api.handle)
     loop = asyncio.get_running_loop()
@@ -92,11 +119,13 @@ def main() -> int:
     parser.add_argument("--home", required=True, type=Path)
     parser.add_argument("--clusters", default="")
     parser.add_argument("--drain-seconds", type=float, default=1.0)
+    parser.add_argument("--settings", help="mesh settings (JSON) given to this `up`; default: the stored ones")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     names = [c for c in args.clusters.split(",") if c]
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
-    return asyncio.run(amain(StatePaths(args.home), names, args.drain_seconds))
+    settings = MeshSettings.from_json(args.settings) if args.settings else None
+    return asyncio.run(amain(StatePaths(args.home), names, args.drain_seconds, settings))
 
 
 if __name__ == "__main__":

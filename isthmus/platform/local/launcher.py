@@ -21,6 +21,7 @@ from typing import Any
 
 from isthmus.platform.local import rpc
 from isthmus.platform.local.paths import StatePaths
+from isthmus.platform.local.settings import MeshSettings
 
 # Tool -> Debian package that provides it.
 REQUIRED_TOOLS = {
@@ -82,13 +83,23 @@ def _child_of(pid: int, timeout: float = 5.0) -> int | None:
     return None
 
 
-def start(paths: StatePaths, clusters: list[str], progress: Callable[[str], None]) -> dict[str, Any]:
-    """Start the daemon (or tell a running one about new clusters) and wait until it is ready."""
+def start(
+    paths: StatePaths, clusters: list[str], progress: Callable[[str], None], settings: MeshSettings | None = None
+) -> dict[str, Any]:
+    """Start the daemon (or tell a running one about new clusters and settings) and wait until it is ready.
+
+    `settings` None keeps the mesh's stored settings (the defaults for a new mesh).
+    """
     if is_running(paths):
         progress("a local mesh is already running; adding any new clusters")
-        resp = rpc.call(paths.api_socket, {"op": "up", "clusters": clusters}, timeout=START_TIMEOUT)
+        req: dict[str, Any] = {"op": "up", "clusters": clusters}
+        if settings is not None:
+            req["settings"] = settings.to_json()
+        resp = rpc.call(paths.api_socket, req, timeout=START_TIMEOUT)
         if not resp.get("ok"):
             raise LaunchError(str(resp.get("error")))
+        if resp.get("settings_changed"):
+            progress("settings changed: control planes restarted with them (sidecars kept serving)")
         return rpc.call(paths.api_socket, {"op": "status"})
     if missing := missing_tools():
         pkgs = " ".join(sorted(set(missing.values())))
@@ -119,6 +130,7 @@ def start(paths: StatePaths, clusters: list[str], progress: Callable[[str], None
         str(paths.home),
         "--clusters",
         ",".join(clusters),
+        *(["--settings", settings.to_json()] if settings is not None else []),
     ]
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "PATH": os.environ.get("PATH", "") + ":/usr/sbin:/sbin"}
     with open(paths.daemon_log, "ab") as log:

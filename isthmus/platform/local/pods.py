@@ -19,7 +19,6 @@ from pathlib import Path
 
 from isthmus.identity.clock import SystemClock
 from isthmus.identity.files import write_file
-from isthmus.identity.spiffe import DEFAULT_TRUST_DOMAIN as TRUST_DOMAIN
 from isthmus.identity.tokens import load_token_secret, mint_pod_token
 from isthmus.model.mesh import ADMIN_PORT, node_id
 from isthmus.model.resources import Container, Pod, PodTemplate
@@ -77,8 +76,16 @@ class PodPlan:
 
 
 class PodRuntime:
-    def __init__(self, plan: PodPlan, net: ClusterNetwork, paths: StatePaths, on_change: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        plan: PodPlan,
+        net: ClusterNetwork,
+        paths: StatePaths,
+        on_change: Callable[[], None],
+        trust_domain: str,
+    ) -> None:
         self.plan = plan
+        self.trust_domain = trust_domain
         self.net = net
         self.paths = paths
         self.dir = paths.pod_dir(net.name, plan.namespace, plan.name)
@@ -176,7 +183,7 @@ class PodRuntime:
             "--trust-bundle",
             str(self.paths.trust_bundle),
             "--trust-domain",
-            TRUST_DOMAIN,
+            self.trust_domain,
             "--service-account",
             self.plan.template.service_account,
         ]

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from isthmus.model.codec import decode, encode
 from isthmus.model.resources import Resource, resource_key
+from isthmus.platform.local.settings import MeshSettings
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS clusters (
@@ -36,6 +37,10 @@ CREATE TABLE IF NOT EXISTS service_ips (
     ip TEXT NOT NULL,
     PRIMARY KEY (cluster, namespace, name),
     UNIQUE (cluster, ip)
+);
+CREATE TABLE IF NOT EXISTS mesh_settings (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    body TEXT NOT NULL
 );
 """
 
@@ -73,6 +78,15 @@ class Store:
 
     def remove_cluster(self, name: str) -> None:
         self._db.execute("DELETE FROM clusters WHERE name = ?", (name,))
+
+    # mesh-wide settings (one row)
+
+    def mesh_settings(self) -> MeshSettings | None:
+        row = self._db.execute("SELECT body FROM mesh_settings WHERE id = 1").fetchone()
+        return MeshSettings.from_json(row[0]) if row else None
+
+    def set_mesh_settings(self, settings: MeshSettings) -> None:
+        self._db.execute("INSERT OR REPLACE INTO mesh_settings (id, body) VALUES (1, ?)", (settings.to_json(),))
 
     # resources
 
