@@ -136,7 +136,7 @@ def _mesh_chains(port: int, http: bool, mesh: MeshTls) -> list[components.Filter
 
 def _plaintext_chains(port: int, http: bool) -> list[components.FilterChain]:
     """Clients outside the mesh, where the pod's policy lets them in."""
-    stat_prefix, tcp_cluster = naming.inbound_stat_prefix(port), naming.inbound_cluster(port, "tcp")
+    stat_prefix, tcp_cluster = naming.inbound_unmeshed_stat_prefix(port), naming.inbound_cluster(port, "tcp")
     chains = [
         # TLS that no peer sidecar would send (another ALPN, or none) is a client outside
         # the mesh speaking the app's own TLS: it goes through untouched.

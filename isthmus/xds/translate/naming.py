@@ -65,3 +65,9 @@ def inbound_cluster(port: int, kind: InboundKind) -> str:
 
 def inbound_stat_prefix(port: int) -> str:
     return f"inbound|{port}"
+
+
+def inbound_unmeshed_stat_prefix(port: int) -> str:
+    """Stats of connections that reach the port without a peer sidecar's mTLS, counted apart
+    from the mesh's own so that viz can show who got in unauthenticated."""
+    return f"inbound|{port}|unmeshed"
