@@ -166,9 +166,9 @@ def _mesh_checks(f: Facts) -> list[dict[str, Any]]:
 
 
 _ANCHOR_ROTATION = (
-    "a new anchor needs new issuers and certificates everywhere; anchor rotation (`isthmus identity rotate`)"
-    " is not available yet: until then `isthmus down --purge` and `isthmus up` (with --trust-anchor for your own)"
-    " starts the mesh afresh"
+    "replace it while it is valid, without downtime: isthmus identity rotate anchor begin; isthmus identity rotate"
+    " issuer --all-clusters; isthmus identity rotate anchor finish (see docs/identity.md); once it has expired,"
+    " only `isthmus down --purge` and `isthmus up` start the mesh afresh"
 )
 
 
@@ -199,15 +199,12 @@ def _expiry_result(label: str, finding: ExpiryFinding, how: str) -> dict[str, An
 
 def _issuer_rotation(f: Facts, issuer: CaFile) -> str:
     if any(a.key_path for a in f.anchors):
-        # The mesh holds the anchor's key, so `up` makes a new issuer for a cluster that has none.
-        return (
-            f"to replace it (restarts the mesh): isthmus down; rm {issuer.path} {issuer.key_path}; isthmus up"
-            " (isthmus creates a new issuer from the anchor)"
-        )
+        # The mesh holds the anchor's key, so isthmus can make the new issuer itself.
+        return f"replace it without downtime: isthmus identity rotate issuer --cluster {issuer.cluster}"
     return (
-        f"create a new one from the anchor (isthmus identity issuer create --cluster {issuer.cluster} ...);"
-        " issuer rotation (`isthmus identity rotate`) is not available yet: until then `isthmus down --purge` and"
-        f" `isthmus up --trust-anchor CERT --issuer {issuer.cluster}=CERT --issuer-key {issuer.cluster}=KEY`"
+        f"create a new one from the anchor (isthmus identity issuer create --cluster {issuer.cluster} ...) and"
+        f" rotate to it without downtime: isthmus identity rotate issuer --cluster {issuer.cluster}"
+        " --issuer CERT --issuer-key KEY"
     )
 
 

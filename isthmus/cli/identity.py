@@ -23,7 +23,7 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.x509.oid import NameOID
 
-from isthmus.cli import render
+from isthmus.cli import render, rotate
 from isthmus.cli.commands import call_daemon, state_paths
 from isthmus.cli.errors import CliError
 from isthmus.identity.anchors import CA_BACKDATE, CertificateAuthority, create_issuer, create_trust_anchor
@@ -361,3 +361,5 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--cluster", "-c", help="which cluster (needed when more than one runs)")
     p.add_argument("-o", "--output", choices=["table", "json"], default="table")
     p.set_defaults(func=show)
+
+    rotate.register(verbs)

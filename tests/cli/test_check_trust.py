@@ -60,8 +60,7 @@ def test_an_issuer_expiring_within_60_days_warns_and_the_check_still_passes() ->
     assert _trust_lines(results) == [
         "‼ [west] issuer is valid for at least 60 days",
         "    issuer of cluster west (/h/west/issuer.crt) expires on 2030-04-01 00:00Z, in 30 days: rotate it before then",
-        "    to replace it (restarts the mesh): isthmus down; rm /h/west/issuer.crt /h/west/issuer.key; isthmus up"
-        " (isthmus creates a new issuer from the anchor)",
+        "    replace it without downtime: isthmus identity rotate issuer --cluster west",
     ]
     assert _exit_code(results) == 0
     assert render.check_results(results).endswith("Status check results are √")
@@ -86,7 +85,7 @@ def test_without_the_anchor_key_the_hint_says_to_create_an_issuer_from_the_ancho
     ]
     assert result["warning"]
     assert "isthmus identity issuer create --cluster west" in result["hint"]
-    assert "--issuer west=CERT --issuer-key west=KEY" in result["hint"]
+    assert "isthmus identity rotate issuer --cluster west --issuer CERT --issuer-key KEY" in result["hint"]
 
 
 @pytest.mark.parametrize(

@@ -243,7 +243,7 @@ def test_up_refuses_a_different_anchor_than_the_mesh_has(
     code, _, err = _up(capsys, paths.home, "--trust-anchor", str(other_cert), "--trust-anchor-key", str(other_key))
     line = one_error_line(err)
     assert code == 1 and line.startswith(f"isthmus: {other_cert}: differs from the trust anchor this mesh already uses")
-    assert "not supported yet" in line and "isthmus down --purge" in line
+    assert "isthmus identity rotate anchor begin" in line and "isthmus down --purge" in line
     assert paths.anchor_cert.read_bytes() == stored
     assert len(fake_launcher.calls) == 1
 

@@ -55,11 +55,33 @@ class StatePaths:
         """Every anchor peers may chain to (more than one during anchor rotation)."""
         return self.home / "identity" / "trust-bundle.pem"
 
+    @property
+    def next_anchor_cert(self) -> Path:
+        """The new anchor while an anchor rotation is in progress (absent otherwise)."""
+        return self.home / "identity" / "rotation" / "trust-anchor.crt"
+
+    @property
+    def next_anchor_key(self) -> Path:
+        return self.home / "identity" / "rotation" / "trust-anchor.key"
+
+    @property
+    def retired_anchors(self) -> Path:
+        """Anchors rotated out, kept as backups: trust-anchor-<when>.crt and .key."""
+        return self.home / "identity" / "retired"
+
     def issuer_cert(self, cluster: str) -> Path:
         return self.home / "clusters" / cluster / "identity" / "issuer.crt"
 
     def issuer_key(self, cluster: str) -> Path:
         return self.home / "clusters" / cluster / "identity" / "issuer.key"
+
+    def retired_issuers(self, cluster: str) -> Path:
+        """Issuers rotated out of the cluster, kept as backups: issuer-<when>.crt and .key."""
+        return self.home / "clusters" / cluster / "identity" / "retired"
+
+    def recertify_file(self, cluster: str) -> Path:
+        """A generation number the cluster's sidecar agents watch: when it changes, each gets a new certificate."""
+        return self.home / "clusters" / cluster / "identity" / "recertify"
 
     def token_secret(self, cluster: str) -> Path:
         return self.home / "clusters" / cluster / "identity" / "token.key"

@@ -182,6 +182,8 @@ class PodRuntime:
             str(self.dir / "token"),
             "--trust-bundle",
             str(self.paths.trust_bundle),
+            "--recertify-file",
+            str(self.paths.recertify_file(self.net.name)),
             "--trust-domain",
             self.trust_domain,
             "--service-account",

@@ -53,9 +53,15 @@ def ensure_cluster(paths: StatePaths, cluster: str, trust_domain: str) -> None:
     clock = SystemClock()
     paths.issuer_cert(cluster).parent.mkdir(parents=True, exist_ok=True)
     if not paths.issuer_cert(cluster).exists():
-        if not paths.anchor_key.exists():
+        # During an anchor rotation a new cluster starts on the new anchor, like every re-made issuer.
+        cert, key = (
+            (paths.next_anchor_cert, paths.next_anchor_key)
+            if paths.next_anchor_cert.exists()
+            else (paths.anchor_cert, paths.anchor_key)
+        )
+        if not key.exists():
             raise TrustMaterialError(f"cluster {cluster}", _no_issuer_without_anchor_key([cluster]))
-        anchor = load_trust_anchor(paths.anchor_cert, paths.anchor_key, clock)
+        anchor = load_trust_anchor(cert, key, clock)
         issuer = create_issuer(anchor, cluster, clock, trust_domain=trust_domain)
         issuer.write(paths.issuer_cert(cluster), paths.issuer_key(cluster))
     if not paths.token_secret(cluster).exists():
@@ -108,13 +114,13 @@ def plan_user_trust(
             str(user.anchor_key), "is a trust anchor key; pass its certificate with --trust-anchor"
         )
     stored_anchor = _stored_anchor(paths, clock)
-    anchor, anchor_key_pem = _user_anchor(user, clock)
+    anchor, anchor_key_pem = read_user_anchor(user.anchor_cert, user.anchor_key, clock)
     if anchor is not None and stored_anchor is not None and _fingerprint(anchor) != _fingerprint(stored_anchor):
         raise TrustMaterialError(
             str(user.anchor_cert),
             f"differs from the trust anchor this mesh already uses ({paths.anchor_cert},"
-            f" {stored_anchor.subject.rfc4514_string()}); a mesh has one anchor, and replacing it (anchor rotation)"
-            f" is not supported yet; {_START_AFRESH}",
+            f" {stored_anchor.subject.rfc4514_string()}); a mesh has one anchor: to replace it while the mesh runs,"
+            f" rotate it (isthmus identity rotate anchor begin --trust-anchor {user.anchor_cert} ...), or {_START_AFRESH}",
         )
     trusted = anchor or stored_anchor
     if user.issuers and trusted is None:
@@ -164,14 +170,17 @@ def _stored_anchor(paths: StatePaths, clock: Clock) -> x509.Certificate | None:
     return load_trust_bundle(paths.anchor_cert, clock).anchors[0]
 
 
-def _user_anchor(user: UserTrust, clock: Clock) -> tuple[x509.Certificate | None, bytes | None]:
-    if user.anchor_cert is None:
+def read_user_anchor(
+    cert_path: Path | None, key_path: Path | None, clock: Clock
+) -> tuple[x509.Certificate | None, bytes | None]:
+    """A user's anchor certificate (one self-signed P-256 CA) and, if given, its key (PEM), each checked."""
+    if cert_path is None:
         return None, None
-    if user.anchor_key is not None:
-        ca = load_trust_anchor(user.anchor_cert, user.anchor_key, clock)
+    if key_path is not None:
+        ca = load_trust_anchor(cert_path, key_path, clock)
         return ca.certificate, ca.key_pem()
-    source = str(user.anchor_cert)
-    data = read_file(user.anchor_cert, "trust anchor certificate")
+    source = str(cert_path)
+    data = read_file(cert_path, "trust anchor certificate")
     certs = parse_certificates(data, source, "trust anchor certificate")
     if len(certs) != 1:
         raise TrustMaterialError(source, f"holds {len(certs)} certificates; pass exactly one trust anchor")
@@ -207,8 +216,9 @@ def _user_issuers(
             if _fingerprint(_read_certificate(stored)) != _fingerprint(ca.certificate):
                 raise TrustMaterialError(
                     str(cert_path),
-                    f"differs from the issuer cluster {cluster} already uses ({stored}); replacing it (issuer"
-                    f" rotation) is not supported yet; {_START_AFRESH}",
+                    f"differs from the issuer cluster {cluster} already uses ({stored}); to replace it while the"
+                    f" mesh runs, rotate it (isthmus identity rotate issuer --cluster {cluster} --issuer {cert_path}"
+                    f" --issuer-key {key_path}), or {_START_AFRESH}",
                 )
             continue
         owners[key_id] = cluster
