@@ -7,7 +7,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from isthmus.cli import commands, edges, identity, up
+from isthmus.cli import commands, edges, identity, multicluster, up
 from isthmus.cli.errors import CliError
 
 DESCRIPTION = """\
@@ -111,6 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=commands.check)
 
     identity.register(sub)
+    multicluster.register(sub)
     edges.register(sub)
 
     p = sub.add_parser("controlplane", help="operate a cluster's control plane")

@@ -12,7 +12,7 @@ from isthmus.cli.durations import DurationError, parse_duration
 from isthmus.cli.errors import CliError
 from isthmus.cli.identity import one_line_errors
 from isthmus.identity.clock import SystemClock
-from isthmus.platform.local import trust
+from isthmus.platform.local import pod_networks, trust
 from isthmus.platform.local.paths import StatePaths
 from isthmus.platform.local.settings import MeshSettings, SettingsError, trust_domain_change_problem
 from isthmus.platform.local.store import Store
@@ -97,10 +97,16 @@ def up(args: argparse.Namespace) -> int:
         return commands.up(args)  # it says what is wrong with the names, and starts nothing
     targets = names or (["local"] if not paths.db.exists() else sorted(trust.stored_issuers(paths)))
     wanted = user_trust(args, paths, targets)
+    try:
+        pod_cidrs = pod_networks.parse_flags(args.pod_cidr or [], names or targets)
+        pod_networks.check_against_stored(paths, pod_cidrs)
+    except pod_networks.PodNetworkError as e:
+        raise CliError(str(e)) from e
     # Also without flags: a mesh that holds its anchor's certificate only cannot add a cluster without an issuer.
     plan = trust.plan_user_trust(paths, wanted, names or targets, domain, SystemClock())
     if not plan.empty:
         trust.install(paths, plan)
+    pod_networks.reserve(paths, names or targets, pod_cidrs)
     return commands.up(args)
 
 
@@ -132,3 +138,10 @@ def add_up_flags(p: argparse.ArgumentParser) -> None:
         help="a cluster's issuer certificate, signed by the anchor (repeat per cluster)",
     )
     p.add_argument("--issuer-key", action="append", metavar="[CLUSTER=]KEY", help="that issuer's key")
+    p.add_argument(
+        "--pod-cidr",
+        action="append",
+        metavar="CLUSTER=CIDR",
+        help="a new cluster's pod network, e.g. east=10.16.0.0/16 (private, /8 to /23; may overlap other"
+        " clusters', which never route to each other); default 10.<16+n>.0.0/16; fixed once the cluster exists",
+    )

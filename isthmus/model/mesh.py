@@ -45,3 +45,16 @@ ALPN_TCP = "isthmus-tcp"
 
 def spiffe_id(trust_domain: str, namespace: str, service_account: str) -> str:
     return f"spiffe://{trust_domain}/ns/{namespace}/sa/{service_account}"
+
+
+# Multi-cluster. The gateway is the one pod a cluster puts on the wan: a pod in
+# GATEWAY_NAMESPACE carrying GATEWAY_ANNOTATION "true" (both, so a user's pod elsewhere
+# never becomes one). A Service carrying EXPORTED_LABEL "true" is reachable through it.
+GATEWAY_NAMESPACE = "isthmus-multicluster"
+GATEWAY_SERVICE_ACCOUNT = "isthmus-gateway"
+GATEWAY_ANNOTATION = "isthmus.io/gateway"
+EXPORTED_LABEL = "mirror.isthmus.io/exported"
+
+
+def is_gateway(namespace: str, annotations: tuple[tuple[str, str], ...]) -> bool:
+    return namespace == GATEWAY_NAMESPACE and dict(annotations).get(GATEWAY_ANNOTATION) == "true"

@@ -76,6 +76,13 @@ def main() -> int:
         type=Path,
         help="a file of the mesh's state whose change (identity rotation) makes the agent get a new certificate at once",
     )
+    parser.add_argument(
+        "--gateway-address",
+        action="append",
+        default=[],
+        metavar="IP",
+        help="run as a multi-cluster gateway: also serve /ready on this address (its wan address)",
+    )
     parser.add_argument("--shared-identity-dir", action="store_true", help="do not mount a private tmpfs there (tests)")
     parser.add_argument("--log-level", default=os.environ.get("ISTHMUS_PROXY_LOG_LEVEL", "warning"))
     args = parser.parse_args()
@@ -99,7 +106,11 @@ def main() -> int:
         "service_account": args.service_account,
         "pod_ip": args.pod_ip,
     }
-    bootstrap = render_bootstrap(args.node_id, cluster, args.pod_ip, args.ads_socket, metadata)
+    if args.gateway_address:
+        metadata["gateway_addresses"] = ",".join(args.gateway_address)
+    bootstrap = render_bootstrap(
+        args.node_id, cluster, args.pod_ip, args.ads_socket, metadata, tuple(args.gateway_address)
+    )
     tmp = args.bootstrap.with_suffix(".tmp")
     tmp.write_text(json.dumps(bootstrap, indent=1))
     tmp.replace(args.bootstrap)

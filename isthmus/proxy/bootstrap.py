@@ -32,7 +32,12 @@ _ROUTER_TYPE = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Rout
 
 
 def render_bootstrap(
-    node_id: str, cluster: str, pod_ip: str, ads_socket_path: str, metadata: dict[str, str]
+    node_id: str,
+    cluster: str,
+    pod_ip: str,
+    ads_socket_path: str,
+    metadata: dict[str, str],
+    probe_ips: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """The bootstrap for the sidecar of the pod at `pod_ip`.
 
@@ -40,10 +45,13 @@ def render_bootstrap(
     cluster: Envoy's service cluster (node.cluster).
     ads_socket_path: Unix socket of the control plane's ADS server.
     metadata: node.metadata (pod, namespace, cluster, service account, ...).
+    probe_ips: more of the pod's addresses to serve the probe and metrics paths on
+    (a multi-cluster gateway's wan address, where other clusters probe it).
     Raises ValueError on input Envoy would reject later with a less clear error.
     """
     parse_node_id(node_id)
-    _check_pod_ip(pod_ip)
+    for ip in (pod_ip, *probe_ips):
+        _check_pod_ip(ip)
     if not ads_socket_path or len(ads_socket_path.encode()) > MAX_UNIX_PATH:
         raise ValueError(
             f"ADS socket path {ads_socket_path!r} must be 1..{MAX_UNIX_PATH} bytes (a Unix socket limit); "
@@ -73,7 +81,8 @@ def render_bootstrap(
         },
         "static_resources": {
             "clusters": [_xds_cluster(ads_socket_path), _admin_cluster()],
-            "listeners": [_metrics_listener(pod_ip)],
+            "listeners": [_metrics_listener(pod_ip)]
+            + [_metrics_listener(ip, f"{METRICS_LISTENER}-{ip}") for ip in sorted(set(probe_ips) - {pod_ip})],
         },
     }
 
@@ -149,7 +158,7 @@ def _metrics_routes() -> list[dict[str, Any]]:
     return routes
 
 
-def _metrics_listener(pod_ip: str) -> dict[str, Any]:
+def _metrics_listener(pod_ip: str, name: str = METRICS_LISTENER) -> dict[str, Any]:
     manager = {
         "@type": _HCM_TYPE,
         "stat_prefix": "isthmus-metrics",
@@ -161,7 +170,7 @@ def _metrics_listener(pod_ip: str) -> dict[str, Any]:
         "http_filters": [{"name": "envoy.filters.http.router", "typed_config": {"@type": _ROUTER_TYPE}}],
     }
     return {
-        "name": METRICS_LISTENER,
+        "name": name,
         "address": _socket_address(pod_ip, ADMIN_PORT),
         "filter_chains": [
             {"filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": manager}]}

@@ -63,6 +63,8 @@ class Api:
                     "pod_cidr": str(c.net.pod_cidr),
                     "service_cidr": str(c.net.service_cidr),
                     "node_ip": c.net.node_ip,
+                    "wan_ip": c.net.wan_ip,
+                    "gateway_wan_ip": c.net.gateway_wan_ip,
                     "pods": len(c.pods),
                     "controlplane": bool(c.controlplane and c.controlplane.running),
                     "ads_socket": str(self.d.paths.ads_socket(c.name)),

@@ -30,7 +30,7 @@ from isthmus.model.resources import (
     ServiceAddress,
     resource_key,
 )
-from isthmus.platform.local import dns, netns
+from isthmus.platform.local import dns, netns, wan
 from isthmus.platform.local.netplan import ClusterNetwork
 from isthmus.platform.local.paths import StatePaths
 from isthmus.platform.local.pods import PodPlan, PodRuntime
@@ -79,6 +79,7 @@ class LocalCluster:
 
     async def start(self) -> None:
         await netns.create_cluster(self.net)
+        await wan.connect_node(self.net)
         self._assign_service_ips()
         self._dns = await dns.serve(self.net.netns, self.net.node_ip, lambda: self._dns_names)
         self._start_controlplane()

@@ -15,7 +15,7 @@ import os
 import signal
 from pathlib import Path
 
-from isthmus.platform.local import rpc, trust
+from isthmus.platform.local import rpc, trust, wan
 from isthmus.platform.local.api import Api
 from isthmus.platform.local.cluster import LocalCluster
 from isthmus.platform.local.netplan import plan_cluster
@@ -40,10 +40,15 @@ class Daemon:
         self.store.set_mesh_settings(self.settings)
         self.clusters: dict[str, LocalCluster] = {}
         self.ready = False
+        self._wan_ready = False
         self.stopping = asyncio.Event()
 
     async def ensure_clusters(self, names: list[str]) -> list[str]:
         """Start every stored cluster plus the named ones; returns those newly created."""
+        if not self._wan_ready:
+            # Before any cluster: each node puts a leg on it as it starts.
+            await wan.create_wan()
+            self._wan_ready = True
         created = []
         domain = self.settings.trust_domain
         trust.ensure_anchor(self.paths, domain)
@@ -92,6 +97,8 @@ class Daemon:
 
     async def shutdown(self) -> None:
         await asyncio.gather(*(c.stop() for c in self.clusters.values()), return_exceptions=True)
+        with contextlib.suppress(Exception):
+            await wan.delete_wan()
         self.stopping.set()
 
 

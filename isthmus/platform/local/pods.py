@@ -20,9 +20,9 @@ from pathlib import Path
 from isthmus.identity.clock import SystemClock
 from isthmus.identity.files import write_file
 from isthmus.identity.tokens import load_token_secret, mint_pod_token
-from isthmus.model.mesh import ADMIN_PORT, node_id
+from isthmus.model.mesh import ADMIN_PORT, is_gateway, node_id
 from isthmus.model.resources import Container, Pod, PodTemplate
-from isthmus.platform.local import netns
+from isthmus.platform.local import netns, wan
 from isthmus.platform.local.netplan import ClusterNetwork, hosts_file, resolv_conf, veth_name
 from isthmus.platform.local.paths import StatePaths
 from isthmus.platform.local.service_proxy import hook_rules
@@ -103,6 +103,11 @@ class PodRuntime:
     def injected(self) -> bool:
         return dict(self.plan.template.annotations).get("isthmus.io/inject", "enabled") != "disabled"
 
+    @property
+    def gateway(self) -> bool:
+        """The cluster's multi-cluster gateway: its proxy also gets a leg on the wan."""
+        return self.injected and is_gateway(self.plan.namespace, self.plan.template.annotations)
+
     def model(self) -> Pod:
         ports = tuple(p for c in self.plan.template.containers for p in c.ports)
         return Pod(
@@ -138,7 +143,11 @@ class PodRuntime:
         (self.dir / "resolv.conf").write_text(resolv_conf(self.net, self.plan.namespace))
         (self.dir / "hosts").write_text(hosts_file(self.plan.name, self.plan.ip))
         await netns.create_pod(self.net, self.netns, veth_name(self.net.index, self.plan.slot), self.plan.ip)
-        if self.injected:
+        if self.gateway:
+            # No redirect: the gateway's Envoy is the pod's only traffic, on its own listeners.
+            await wan.connect_gateway(self.net, self.netns)
+            await self._start_sidecar()
+        elif self.injected:
             await netns.install_iptables(self.netns, iptables_rules(self.net.node_ip))
             await self._start_sidecar()
         else:
@@ -188,6 +197,7 @@ class PodRuntime:
             self.trust_domain,
             "--service-account",
             self.plan.template.service_account,
+            *(["--gateway-address", self.net.gateway_wan_ip] if self.gateway else []),
         ]
         self.sidecar = Supervised(
             f"{self.plan.name}/proxy",
