@@ -118,6 +118,8 @@ class Options:
 async def amain(opts: Options) -> int:
     cluster, api_socket, ads_socket, paths = opts.cluster, opts.api_socket, opts.ads_socket, opts.paths
     cache = SnapshotCache()
+    ads_socket.parent.mkdir(parents=True, exist_ok=True)
+    paths.identity_socket(cluster).parent.mkdir(parents=True, exist_ok=True)
     ads = await start_ads_server(cache, f"unix:{ads_socket}")
     identity = identity_server(paths, cluster, opts.trust_domain, opts.cert_lifetime)
     # Issuer and anchor rotation replace these files; the service follows them without a restart.
@@ -176,7 +178,7 @@ def main() -> int:
         cluster=args.cluster,
         api_socket=args.api_socket,
         ads_socket=args.ads_socket,
-        status_socket=args.status_socket or args.ads_socket.with_name(f"cp-{args.cluster}.sock"),
+        status_socket=args.status_socket or StatePaths(args.home).controlplane_socket(args.cluster),
         paths=StatePaths(args.home),
         trust_domain=args.trust_domain,
         cert_lifetime=timedelta(seconds=args.workload_cert_lifetime),

@@ -36,8 +36,13 @@ class StatePaths:
     def daemon_log(self) -> Path:
         return self.home / "logs" / "daemon.log"
 
+    def pod_sockets(self, cluster: str) -> Path:
+        """The cluster's sockets its pods may use (ADS, identity); a directory, so that a restarted
+        control plane's new sockets show through the bind mount a pod sees it by."""
+        return self.home / "run" / cluster
+
     def ads_socket(self, cluster: str) -> Path:
-        return self.home / "run" / f"ads-{cluster}.sock"
+        return self.pod_sockets(cluster) / "ads.sock"
 
     def controlplane_socket(self, cluster: str) -> Path:
         return self.home / "run" / f"cp-{cluster}.sock"
@@ -53,7 +58,18 @@ class StatePaths:
     @property
     def trust_bundle(self) -> Path:
         """Every anchor peers may chain to (more than one during anchor rotation)."""
+        return self.public / "trust-bundle.pem"
+
+    @property
+    def legacy_trust_bundle(self) -> Path:
+        """Where meshes made before the public directory kept the bundle."""
         return self.home / "identity" / "trust-bundle.pem"
+
+    @property
+    def public(self) -> Path:
+        """What every pod may read of the mesh's state: the trust bundle and the rotation signals.
+        Everything else of the state directory (keys, token secrets, other pods) is hidden from pods."""
+        return self.home / "public"
 
     @property
     def next_anchor_cert(self) -> Path:
@@ -81,13 +97,13 @@ class StatePaths:
 
     def recertify_file(self, cluster: str) -> Path:
         """A generation number the cluster's sidecar agents watch: when it changes, each gets a new certificate."""
-        return self.home / "clusters" / cluster / "identity" / "recertify"
+        return self.public / f"recertify-{cluster}"
 
     def token_secret(self, cluster: str) -> Path:
         return self.home / "clusters" / cluster / "identity" / "token.key"
 
     def identity_socket(self, cluster: str) -> Path:
-        return self.home / "run" / f"identity-{cluster}.sock"
+        return self.pod_sockets(cluster) / "identity.sock"
 
     def pod_dir(self, cluster: str, namespace: str, pod: str) -> Path:
         return self.home / "pods" / cluster / namespace / pod

@@ -36,13 +36,47 @@ log = logging.getLogger(__name__)
 _POD_SHELL = (
     'mount --bind "$1" /etc/resolv.conf && mount --bind "$2" /etc/hosts && hostname "$3" && shift 3 && exec "$@"'
 )
+# Before that, in the pod's own mount namespace: hide the mesh's state directory (issuer and
+# anchor keys, token secrets, other pods' tokens, the platform API) behind an empty tmpfs, and
+# bind back only the directories the pod may see ($2, one per line). They are bound to a
+# private staging tmpfs first, because once the tmpfs covers $1 they cannot be reached.
+_HIDE_HOME = """set -e
+home=$1; visible=$2; shift 2
+stage=/run/isthmus-pod-stage
+mkdir -p "$stage"
+mount -t tmpfs -o size=64k,mode=0700 isthmus-stage "$stage"
+printf '%s\\n' "$visible" | { i=0; while IFS= read -r p; do
+  mkdir -p "$p" "$stage/$i"; mount --bind "$p" "$stage/$i"; i=$((i+1)); done; }
+mount -t tmpfs -o size=64k,mode=0755 isthmus-home "$home"
+printf '%s\\n' "$visible" | { i=0; while IFS= read -r p; do
+  mkdir -p "$p"; mount --bind "$stage/$i" "$p"; i=$((i+1)); done; }
+umount -l "$stage"
+"""
+
+
+@dataclass(frozen=True)
+class HiddenHome:
+    """The state directory a pod must not see, and the directories under it that it may."""
+
+    home: Path
+    visible: tuple[Path, ...]
+
+
 SIDECAR_READY_TIMEOUT = 30.0
 # Tokens are short-lived and re-minted well before they expire, as a kubelet does.
 TOKEN_LIFETIME = timedelta(hours=2)
 TOKEN_REFRESH = timedelta(minutes=30)
 
 
-def pod_argv(netns_name: str, pod_dir: Path, hostname: str, command: list[str]) -> list[str]:
+def pod_argv(
+    netns_name: str, pod_dir: Path, hostname: str, command: list[str], hide: HiddenHome | None = None
+) -> list[str]:
+    """How to run `command` as a process of the pod; `hide` for the pod's own containers (not for
+    `isthmus exec`, which is the user looking in)."""
+    shell, hiding = _POD_SHELL, []
+    if hide is not None:
+        visible = "\n".join(str(p) for p in hide.visible)
+        shell, hiding = _HIDE_HOME + _POD_SHELL, [str(hide.home), visible]
     return [
         "nsenter",
         f"--net={netns.netns_path(netns_name)}",
@@ -53,8 +87,9 @@ def pod_argv(netns_name: str, pod_dir: Path, hostname: str, command: list[str]) 
         "--",
         "sh",
         "-c",
-        _POD_SHELL,
+        shell,
         "sh",
+        *hiding,
         str(pod_dir / "resolv.conf"),
         str(pod_dir / "hosts"),
         hostname,
@@ -201,7 +236,7 @@ class PodRuntime:
         ]
         self.sidecar = Supervised(
             f"{self.plan.name}/proxy",
-            pod_argv(self.netns, self.dir, self.plan.name, cmd),
+            pod_argv(self.netns, self.dir, self.plan.name, cmd, self._hidden_home()),
             self._env(),
             self.dir,
             self.paths.proxy_log(self.net.name, self.plan.namespace, self.plan.name),
@@ -220,10 +255,15 @@ class PodRuntime:
             SIDECAR_READY_TIMEOUT,
         )
 
+    def _hidden_home(self) -> HiddenHome:
+        # The pod's own directory holds its token, as a Kubernetes pod sees its service account's.
+        visible = (self.dir, self.paths.public, self.paths.pod_sockets(self.net.name))
+        return HiddenHome(self.paths.home, visible)
+
     def _start_container(self, c: Container) -> None:
         s = Supervised(
             f"{self.plan.name}/{c.name}",
-            pod_argv(self.netns, self.dir, self.plan.name, [*c.command, *c.args]),
+            pod_argv(self.netns, self.dir, self.plan.name, [*c.command, *c.args], self._hidden_home()),
             self._env(c.env),
             self.dir,
             self.paths.app_log(self.net.name, self.plan.namespace, self.plan.name),

@@ -43,7 +43,11 @@ def ensure_anchor(paths: StatePaths, trust_domain: str) -> None:
     if not paths.anchor_cert.exists():
         anchor = create_trust_anchor(clock, trust_domain=trust_domain)
         anchor.write(paths.anchor_cert, paths.anchor_key)
+    if not paths.trust_bundle.exists() and paths.legacy_trust_bundle.exists():
+        paths.trust_bundle.parent.mkdir(parents=True, exist_ok=True)
+        paths.legacy_trust_bundle.rename(paths.trust_bundle)  # may hold two anchors mid-rotation: keep it
     if not paths.trust_bundle.exists():
+        paths.trust_bundle.parent.mkdir(parents=True, exist_ok=True)
         write_file(paths.trust_bundle, paths.anchor_cert.read_bytes(), private=False)
     # Fail now, with the file named, rather than in every pod later.
     load_trust_bundle(paths.trust_bundle, clock)
