@@ -58,3 +58,18 @@ EXPORTED_LABEL = "mirror.isthmus.io/exported"
 
 def is_gateway(namespace: str, annotations: tuple[tuple[str, str], ...]) -> bool:
     return namespace == GATEWAY_NAMESPACE and dict(annotations).get(GATEWAY_ANNOTATION) == "true"
+
+
+# A mirror is an ordinary Service `<name>-<cluster>` in the caller's cluster that stands
+# for the exported Service `<name>` of the same namespace in cluster `<cluster>`. It has
+# no selector; its annotations say how to reach the original through that cluster's
+# gateway. A port listed in the Service's ANNOTATION_OPAQUE_PORTS
+# ("config.isthmus.io/opaque-ports", by service port) is carried as opaque TCP.
+MIRROR_LABEL = "mirror.isthmus.io/mirrored-service"
+MIRROR_CLUSTER_LABEL = "mirror.isthmus.io/cluster-name"
+# "ip:port" of the remote gateway's mTLS listener on the wan.
+MIRROR_GATEWAY_ANNOTATION = "mirror.isthmus.io/remote-gateway"
+# The SPIFFE ID the remote gateway must present.
+MIRROR_GATEWAY_IDENTITY_ANNOTATION = "mirror.isthmus.io/remote-gateway-identity"
+# Comma-separated SPIFFE IDs, any of which the remote backend's sidecar may present.
+MIRROR_IDENTITIES_ANNOTATION = "mirror.isthmus.io/remote-identities"

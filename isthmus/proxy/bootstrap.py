@@ -29,6 +29,7 @@ _ADS: dict[str, Any] = {"ads": {}, "resource_api_version": "V3"}
 _HTTP_OPTIONS_TYPE = "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
 _HCM_TYPE = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
 _ROUTER_TYPE = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
+_INTERNAL_LISTENER_TYPE = "type.googleapis.com/envoy.extensions.bootstrap.internal_listener.v3.InternalListener"
 
 
 def render_bootstrap(
@@ -79,6 +80,14 @@ def render_bootstrap(
             "lds_config": dict(_ADS),
             "cds_config": dict(_ADS),
         },
+        # Internal listeners carry a mirror's inner mTLS into the outer one towards
+        # another cluster's gateway (isthmus.xds.translate.remote).
+        "bootstrap_extensions": [
+            {
+                "name": "envoy.bootstrap.internal_listener",
+                "typed_config": {"@type": _INTERNAL_LISTENER_TYPE},
+            }
+        ],
         "static_resources": {
             "clusters": [_xds_cluster(ads_socket_path), _admin_cluster()],
             "listeners": [_metrics_listener(pod_ip)]

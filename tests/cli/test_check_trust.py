@@ -120,6 +120,7 @@ def test_several_anchors_are_told_apart_by_name() -> None:
 def test_unreadable_trust_material_fails_and_names_the_file(tmp_path: Path) -> None:
     paths = StatePaths(tmp_path)
     paths.anchor_cert.parent.mkdir(parents=True)
+    paths.trust_bundle.parent.mkdir(parents=True)
     paths.trust_bundle.write_text("not a certificate\n")
     facts = gather(paths)
     assert facts.daemon is None  # nothing runs there
@@ -133,6 +134,7 @@ def test_gather_reads_the_bundle_and_every_clusters_issuer(tmp_path: Path) -> No
     east = create_issuer(anchor, "east", ManualClock(START))
     paths.anchor_cert.parent.mkdir(parents=True)
     anchor.write(paths.anchor_cert, paths.anchor_key)
+    paths.trust_bundle.parent.mkdir(parents=True)
     paths.trust_bundle.write_bytes(anchor.certificate_pem())
     for name, issuer in (("west", west), ("east", east)):
         paths.issuer_cert(name).parent.mkdir(parents=True)

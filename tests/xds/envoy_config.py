@@ -20,6 +20,7 @@ from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.endpoint.v3 import endpoint_pb2
 from envoy.config.listener.v3 import listener_pb2
 from envoy.config.route.v3 import route_pb2
+from envoy.extensions.bootstrap.internal_listener.v3 import internal_listener_pb2  # noqa: F401 - the same
 from envoy.extensions.filters.http.router.v3 import router_pb2  # noqa: F401 - registers the type for ParseDict
 from envoy.extensions.filters.network.http_connection_manager.v3 import http_connection_manager_pb2 as hcm
 from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2  # noqa: F401 - the same

@@ -28,7 +28,15 @@ from envoy.config.listener.v3 import listener_pb2
 from envoy.extensions.filters.listener.tls_inspector.v3 import tls_inspector_pb2
 
 from isthmus.model.index import ClusterState
-from isthmus.model.mesh import EXPORTED_LABEL, GATEWAY_NAMESPACE, IDENTITY_DIR, INBOUND_PORT, is_gateway, node_id
+from isthmus.model.mesh import (
+    EXPORTED_LABEL,
+    GATEWAY_NAMESPACE,
+    IDENTITY_DIR,
+    INBOUND_PORT,
+    MIRROR_LABEL,
+    is_gateway,
+    node_id,
+)
 from isthmus.model.resources import Endpoint, Pod, ServiceAddress, ServicePort
 from isthmus.xds.snapshot import Snapshot
 from isthmus.xds.translate import naming
@@ -62,8 +70,14 @@ class ExportedPort:
 
 
 def is_exported(svc: ServiceAddress) -> bool:
-    """Exported by its label; never the gateway's own namespace (nothing there is a workload)."""
-    return svc.namespace != GATEWAY_NAMESPACE and svc.service.meta.label(EXPORTED_LABEL) == "true"
+    """Exported by its label; never the gateway's own namespace (nothing there is a workload),
+    and never a mirror: a mirror has no endpoints here, and re-exporting one would let
+    calls loop between clusters."""
+    return (
+        svc.namespace != GATEWAY_NAMESPACE
+        and svc.service.meta.label(EXPORTED_LABEL) == "true"
+        and svc.service.meta.label(MIRROR_LABEL) != "true"
+    )
 
 
 def server_names(svc: ServiceAddress, port: ServicePort, only_port: bool) -> tuple[str, ...]:

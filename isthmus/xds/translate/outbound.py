@@ -38,6 +38,7 @@ from isthmus.xds.translate.clusters import (
     original_dst_cluster,
 )
 from isthmus.xds.translate.fragments import DISABLED, Resources
+from isthmus.xds.translate.remote import RemoteTarget, inner_cluster, remote_target, tunnel
 from isthmus.xds.translate.tls import MeshTls, socket_matches, unmatched_endpoint_socket
 
 
@@ -50,6 +51,8 @@ class VipPort:
     prefix: str
     endpoints: tuple[Endpoint, ...]
     opaque: bool
+    remote: RemoteTarget | None = None
+    """Set for a mirror of a service in another cluster (`remote`); endpoints are then empty."""
 
     @property
     def cluster(self) -> str:
@@ -72,7 +75,7 @@ class VipPort:
     def upgrades_to_http2(self) -> bool:
         """Every peer has a sidecar whose inbound accepts h2c, and between
         sidecars HTTP/2 measured better; otherwise keep the client's protocol."""
-        return all(e.meshed for e in self.endpoints)
+        return self.remote is not None or all(e.meshed for e in self.endpoints)
 
 
 def vip_prefix(cluster_ip: str) -> str | None:
@@ -98,10 +101,14 @@ def vip_ports(state: ClusterState) -> list[VipPort]:
         prefix = vip_prefix(svc.cluster_ip)
         if prefix is None:
             continue
+        remote = remote_target(svc)
         for port in sorted(svc.service.ports, key=lambda p: (p.port, p.name)):
             if port.protocol != "TCP":
                 continue
-            vp = VipPort(svc, port, prefix, state.endpoints(svc, port), state.port_is_opaque(svc, port))
+            if remote is None:
+                vp = VipPort(svc, port, prefix, state.endpoints(svc, port), state.port_is_opaque(svc, port))
+            else:
+                vp = VipPort(svc, port, prefix, (), port.port in remote.opaque_ports, remote)
             if (prefix, port.port) in seen_matches or vp.cluster in seen_clusters:
                 continue
             seen_matches.add((prefix, port.port))
@@ -144,7 +151,9 @@ def _service_cluster(
     vp: VipPort, mesh: MeshTls, name: str, stat_name: str, protocol: UpstreamProtocol, alpn: tuple[str, ...]
 ) -> cluster_pb2.Cluster:
     """One of a service port's clusters: mTLS checking each endpoint's identity, plaintext
-    to endpoints without a sidecar."""
+    to endpoints without a sidecar; for a mirror, the tunnel to the remote backend."""
+    if vp.remote is not None:
+        return inner_cluster(vp.remote, vp.port.port, mesh, name, stat_name, protocol, alpn, vp.cluster)
     cluster = eds_cluster(name, stat_name, protocol, vp.cluster)
     # From every endpoint, ready or not, so a readiness flap changes EDS only: a CDS
     # update would replace the cluster and drain its connections.
@@ -183,9 +192,12 @@ def build_outbound(state: ClusterState, mesh: MeshTls) -> Resources:
             tcp_chain(f"{vp.cluster}|tcp", chain_match(vp.port.port, vp.prefix, False), vp.stat_prefix, vp.tcp_cluster)
         )
         out.clusters.append(_service_cluster(vp, mesh, vp.tcp_cluster, f"{vp.stat_prefix}|tcp", "none", (ALPN_TCP,)))
-        out.endpoints.append(
-            load_assignment(vp.cluster, vp.endpoints, functools.partial(vp.identity, mesh.trust_domain))
-        )
+        if vp.remote is None:
+            out.endpoints.append(
+                load_assignment(vp.cluster, vp.endpoints, functools.partial(vp.identity, mesh.trust_domain))
+            )
+        else:
+            out.extend(tunnel(vp.remote, vp.svc, vp.port.port, mesh, vp.cluster))
 
     out.clusters.append(original_dst_cluster(naming.PASSTHROUGH_CLUSTER, "none"))
     out.listeners.append(
