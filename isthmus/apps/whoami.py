@@ -2,7 +2,8 @@
 
 The JSON body names the pod, namespace and cluster and echoes the request headers, so a test
 can see where a request landed and what the mesh added on the way. `?status=` and `?delay_ms=`
-make it fail or stall on demand.
+make it fail or stall on demand; `--fail-share` and `--latency-ms` make the server itself fail a
+known share of requests and answer slowly, so the mesh's metrics have something to show.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 from dataclasses import dataclass
 from http import HTTPStatus
 from urllib.parse import parse_qs, urlsplit
@@ -47,6 +49,34 @@ class Reply:
     status: int
     body: bytes
     delay_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class Faults:
+    """How the server misbehaves on purpose."""
+
+    fail_share: float = 0.0
+    """Share of requests (0-1) answered with `fail_status` instead of their own status."""
+    fail_status: int = 500
+    latency_ms: int = 0
+    """Added to every answer's delay."""
+
+
+class FaultPlan:
+    """Which requests fail: exactly `fail_share` of them, evenly spread (every 5th for 0.2), not at
+    random, so whoever counts N requests knows to expect N * fail_share failures, give or take one."""
+
+    def __init__(self, faults: Faults) -> None:
+        self.faults = faults
+        self._owed = 0.0
+
+    def apply(self, reply: Reply) -> Reply:
+        delay_s = reply.delay_s + self.faults.latency_ms / 1000
+        self._owed += self.faults.fail_share
+        if self._owed >= 1.0 - 1e-9:
+            self._owed -= 1.0
+            return Reply(status=self.faults.fail_status, body=reply.body, delay_s=delay_s)
+        return Reply(status=reply.status, body=reply.body, delay_s=delay_s)
 
 
 def parse_head(head: bytes) -> Request:
@@ -145,8 +175,9 @@ async def _skip(reader: asyncio.StreamReader, count: int) -> None:
 class Server:
     """Serves connections until told to drain, then lets requests in progress finish."""
 
-    def __init__(self, identity: Identity) -> None:
+    def __init__(self, identity: Identity, faults: Faults | None = None) -> None:
         self._identity = identity
+        self._faults = FaultPlan(faults or Faults())
         self._draining = False
         self._idle: set[asyncio.Task[None]] = set()
         self._all: set[asyncio.Task[None]] = set()
@@ -177,7 +208,7 @@ class Server:
             # Some clients send a stray CRLF after a body; RFC 9112 says to ignore it.
             request = parse_head(head[:-4].lstrip(b"\r\n"))
             await _discard_body(reader, writer, request)
-            reply = reply_for(request, self._identity)
+            reply = self._faults.apply(reply_for(request, self._identity))
             if reply.delay_s:
                 await asyncio.sleep(reply.delay_s)
             keep_alive = request.keep_alive and not self._draining
@@ -209,7 +240,51 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         ),
     )
     add_listen_flags(parser, default_port=8080)
+    parser.add_argument(
+        "--fail-share",
+        type=_share,
+        default=os.environ.get("FAIL_SHARE", "0"),
+        metavar="F",
+        help="answer this share of requests (0-1, evenly spread) with --fail-status (env FAIL_SHARE, default 0)",
+    )
+    parser.add_argument(
+        "--fail-status",
+        type=_failure_status,
+        default=os.environ.get("FAIL_STATUS", "500"),
+        metavar="N",
+        help="the status of those answers, 400-599 (env FAIL_STATUS, default 500)",
+    )
+    parser.add_argument(
+        "--latency-ms",
+        type=_latency,
+        default=os.environ.get("LATENCY_MS", "0"),
+        metavar="N",
+        help=f"wait N ms before every answer, 0-{MAX_DELAY_MS} (env LATENCY_MS, default 0)",
+    )
     return parser.parse_args(argv)
+
+
+def _number(text: str, kind: type[int] | type[float], low: float, high: float) -> float:
+    """argparse type: a number in [low, high]; argparse names the flag in front of the message."""
+    try:
+        value = kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number from {low:g} to {high:g}: {text!r}") from None
+    if not low <= value <= high:
+        raise argparse.ArgumentTypeError(f"must be from {low:g} to {high:g}, got {text}")
+    return value
+
+
+def _share(text: str) -> float:
+    return _number(text, float, 0, 1)
+
+
+def _failure_status(text: str) -> int:
+    return int(_number(text, int, 400, 599))
+
+
+def _latency(text: str) -> int:
+    return int(_number(text, int, 0, MAX_DELAY_MS))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -217,10 +292,15 @@ def main(argv: list[str] | None = None) -> int:
     identity = Identity.from_env()
 
     async def serve(stop: asyncio.Event) -> None:
-        server = Server(identity)
+        server = Server(identity, Faults(args.fail_share, args.fail_status, args.latency_ms))
         listener = await listen(server.handle, args.bind, args.port, limit=MAX_HEAD_BYTES)
         port = listener.sockets[0].getsockname()[1]
-        log(APP, f"listening on {args.bind}:{port} {identity.fields()}")
+        faults = (
+            f" fail_share={args.fail_share:g} latency_ms={args.latency_ms}"
+            if args.fail_share or args.latency_ms
+            else ""
+        )
+        log(APP, f"listening on {args.bind}:{port} {identity.fields()}{faults}")
         await stop.wait()
         listener.close()
         await server.drain(DRAIN_SECONDS)

@@ -7,7 +7,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from isthmus.cli import commands, edges, identity, multicluster, up
+from isthmus.cli import commands, edges, identity, multicluster, stat, up
 from isthmus.cli.errors import CliError
 
 DESCRIPTION = """\
@@ -113,6 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     identity.register(sub)
     multicluster.register(sub)
     edges.register(sub)
+    stat.register(sub)
 
     p = sub.add_parser("controlplane", help="operate a cluster's control plane")
     p.add_argument("action", choices=["restart"])

@@ -27,6 +27,11 @@ from isthmus.model.codec import decode
 from isthmus.model.index import ClusterState
 from isthmus.platform.local import rpc
 from isthmus.platform.local.paths import StatePaths
+from isthmus.viz.collector import QUERY_OP, Collector
+from isthmus.viz.controlplane_metrics import ControlPlaneFigures, families
+from isthmus.viz.fleet_local import LocalFleet
+from isthmus.viz.metrics_server import serve_metrics
+from isthmus.viz.prometheus_text import render
 from isthmus.xds.ads import AdsServer, start_ads_server
 from isthmus.xds.cache import SnapshotCache
 from isthmus.xds.translate import build_sidecars
@@ -100,6 +105,16 @@ def status_payload(ads: AdsServer) -> dict[str, Any]:
     }
 
 
+def metrics_page(cluster: str, ads: AdsServer, identity: IdentityServer, collector: Collector) -> str:
+    """The control plane's own metrics, in Prometheus's text format."""
+    push = ads.push_to_ack()
+    issued = identity.service.stats
+    figures = ControlPlaneFigures(
+        cluster, ads.status(), push.buckets, push.total, issued.issued, dict(issued.refused), collector.stats()
+    )
+    return render(families(figures))
+
+
 @dataclass(frozen=True)
 class Options:
     """One cluster's control plane, as the platform starts it."""
@@ -125,6 +140,8 @@ async def amain(opts: Options) -> int:
     # Issuer and anchor rotation replace these files; the service follows them without a restart.
     files = TrustFiles(paths.issuer_cert(cluster), paths.issuer_key(cluster), paths.trust_bundle)
     reloader = TrustReloader(identity, files, opts.trust_domain, identity.service.clock)
+    # Golden metrics need history: the collector reads every sidecar every few seconds (`isthmus stat`).
+    collector = Collector(LocalFleet(api_socket, cluster))
 
     async def on_status(req: dict[str, Any], _w: asyncio.StreamWriter) -> dict[str, Any]:
         if req.get("op") == "identity":
@@ -132,11 +149,17 @@ async def amain(opts: Options) -> int:
             if req.get("reload"):
                 reloader.check(force=True)
             return {"ok": True, **reloader.served()}
+        if req.get("op") == QUERY_OP:
+            return collector.answer(req)
         if req.get("op") != "status":
             return {"ok": False, "error": f"unknown operation {req.get('op')!r}"}
         return {"ok": True, **status_payload(ads)}
 
     status_server = await rpc.serve(opts.status_socket, on_status)
+    metrics_socket = opts.status_socket.with_name(f"cp-{cluster}-metrics.sock")
+    metrics_server = await serve_metrics(
+        f"unix:{metrics_socket}", lambda: metrics_page(cluster, ads, identity, collector)
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -147,12 +170,15 @@ async def amain(opts: Options) -> int:
         follower = tg.create_task(follow_platform(cluster, api_socket, cache), name="platform watch")
         signer = tg.create_task(identity.serve_forever(), name="identity service")
         watcher = tg.create_task(reloader.run(), name="identity files watch")
+        collecting = tg.create_task(collector.run(), name="traffic collector")
         log.info("identity service for %s on %s", cluster, paths.identity_socket(cluster))
         await stop.wait()
         follower.cancel()
         signer.cancel()
         watcher.cancel()
+        collecting.cancel()
     status_server.close()
+    metrics_server.close()
     await ads.stop(grace=1.0)
     return 0
 

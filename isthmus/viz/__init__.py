@@ -1,7 +1,9 @@
 """Observability: what the sidecars saw, read from their Envoy admin APIs and turned into edges and metrics.
 
-Sits beside the control plane, above the platforms (it reaches sidecars the way
-the platform runs them) and below the CLI and the dashboard. `admin` is the I/O
-edge (a Protocol, with a fake); `envoy_admin` and `edges` are pure.
+Above the platforms (it reaches sidecars the way the platform runs them), below
+the CLI, the dashboard and the control plane (which runs its traffic `collector`).
+`admin` is the I/O edge (a Protocol, with a fake), as is `collector.Fleet`;
+`envoy_admin`, `edges`, `latency`, `traffic`, `history`, `golden`, `prometheus_text`
+and `controlplane_metrics` are pure.
 May import platform, proxy, xds, identity and model.
 """

@@ -11,6 +11,8 @@ import itertools
 import logging
 import socket
 import time
+import weakref
+from bisect import bisect_left
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -39,6 +41,18 @@ _SERVER_OPTIONS = [
     # half of the proxies. Fail the bind instead.
     ("grpc.so_reuseport", 0),
 ]
+# Upper bounds (seconds) of the push-to-ACK histogram: how long proxies take to apply config.
+ACK_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+@dataclass(frozen=True)
+class PushToAck:
+    """Seconds from sending a config version to the proxy's ACK of it, since the server started."""
+
+    buckets: tuple[tuple[float, int], ...]
+    """(upper bound, ACKs that took at most that long), cumulative, ending with +inf."""
+    total: float
+    """Sum of all the seconds."""
 
 
 class AdsServicer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
@@ -53,6 +67,11 @@ class AdsServicer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
         self._closing = False
         self._pushes: Counter[str] = Counter()
         self._nacks: Counter[str] = Counter()
+        self._ack_counts = [0] * (len(ACK_BUCKETS) + 1)
+        self._ack_seconds = 0.0
+        # The nonce of the last ACK timed per stream and type: a proxy re-sends it when it changes
+        # its subscription, and that is no new ACK.
+        self._timed: weakref.WeakKeyDictionary[SotwStream, dict[str, str]] = weakref.WeakKeyDictionary()
 
     def status(self) -> AdsStatus:
         proxies = tuple(
@@ -60,6 +79,26 @@ class AdsServicer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
             for s in sorted(self._streams.values(), key=lambda s: (s.node_id, s.connected_since))
         )
         return AdsStatus(proxies, MappingProxyType(dict(self._pushes)), MappingProxyType(dict(self._nacks)))
+
+    def push_to_ack(self) -> PushToAck:
+        running, buckets = 0, []
+        for bound, count in zip((*ACK_BUCKETS, float("inf")), self._ack_counts, strict=True):
+            running += count
+            buckets.append((bound, running))
+        return PushToAck(tuple(buckets), self._ack_seconds)
+
+    def _time_ack(self, state: SotwStream, req: Request) -> None:
+        timed = self._timed.setdefault(state, {})
+        if timed.get(req.type_url) == req.response_nonce:
+            return
+        sent = state.status(has_snapshot=True).type(req.type_url)
+        pushed = sent.last_push if sent else None
+        if pushed is None:
+            return
+        timed[req.type_url] = req.response_nonce
+        seconds = max(0.0, self._clock() - pushed)
+        self._ack_counts[bisect_left(ACK_BUCKETS, seconds)] += 1
+        self._ack_seconds += seconds
 
     def close_streams(self) -> None:
         """End every stream cleanly (status OK) so a graceful server stop need not wait out its grace."""
@@ -143,6 +182,8 @@ class AdsServicer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
                 req.version_info or "(none)",
                 message,
             )
+        elif kind is RequestKind.ACK:
+            self._time_ack(state, req)
         elif kind is RequestKind.STALE:
             log.debug("ignoring stale %s request from %s", short_type(req.type_url), state.node_id)
 
@@ -158,6 +199,9 @@ class AdsServer:
 
     def status(self) -> AdsStatus:
         return self.servicer.status()
+
+    def push_to_ack(self) -> PushToAck:
+        return self.servicer.push_to_ack()
 
     async def stop(self, grace: float = 5.0) -> None:
         """Stop accepting, end every stream cleanly (proxies keep their config and reconnect), then shut down."""
