@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from isthmus.cli import render as tables
+from isthmus.cli.cluster_state import cluster_state
 from isthmus.cli.commands import call_daemon, state_paths
 from isthmus.cli.errors import CliError
-from isthmus.model.codec import decode
 from isthmus.model.index import ClusterState
 
 if TYPE_CHECKING:
@@ -77,16 +77,6 @@ class Fetched:
     replies: dict[PodRef, AdminReply]
 
 
-def known_namespaces(state: ClusterState) -> set[str]:
-    """Namespaces created, or used by a pod or service, plus "default", which always exists."""
-    return (
-        {"default"}
-        | {name for name, _ in state.namespace_annotations}
-        | {p.namespace for p in state.pods}
-        | {s.namespace for s in state.services}
-    )
-
-
 def fetch(args: argparse.Namespace, opts: EdgesOptions) -> Fetched:
     # viz is imported here and in `build`, not at the top: it loads Envoy's protobufs
     # (through xds), which every other command would pay for at start-up.
@@ -95,13 +85,8 @@ def fetch(args: argparse.Namespace, opts: EdgesOptions) -> Fetched:
     from isthmus.viz.edges import EDGE_PATHS
 
     paths = state_paths(args)
-    state = decode(ClusterState, call_daemon(paths, {"op": "get", "kind": "state", "cluster": opts.cluster})["state"])
+    state = cluster_state(paths, opts.cluster, opts.namespace)
     cluster = state.settings.name
-    if opts.namespace is not None and opts.namespace not in known_namespaces(state):
-        raise CliError(
-            f'namespace "{opts.namespace}" not found in cluster {cluster}'
-            f" (namespaces: {', '.join(sorted(known_namespaces(state)))})"
-        )
     listed = call_daemon(paths, {"op": "get", "kind": "pods", "cluster": cluster})["items"]
     netns = {
         PodRef(cluster, p["namespace"], p["name"]): str(p["netns"])

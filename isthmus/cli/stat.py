@@ -16,11 +16,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from isthmus.cli import render as tables
+from isthmus.cli.cluster_state import cluster_state
 from isthmus.cli.commands import call_daemon, state_paths
 from isthmus.cli.durations import DurationError, parse_duration
-from isthmus.cli.edges import known_namespaces
 from isthmus.cli.errors import CliError
-from isthmus.model.codec import decode
 from isthmus.model.index import ClusterState
 from isthmus.platform.local import rpc
 
@@ -124,13 +123,8 @@ def _query_window(socket_path: Path, cluster: str, seconds: float) -> tuple[Wind
 
 def fetch(args: argparse.Namespace, opts: StatOptions) -> Fetched:
     paths = state_paths(args)
-    state = decode(ClusterState, call_daemon(paths, {"op": "get", "kind": "state", "cluster": opts.cluster})["state"])
+    state = cluster_state(paths, opts.cluster, opts.namespace)
     cluster = state.settings.name
-    if opts.namespace is not None and opts.namespace not in known_namespaces(state):
-        raise CliError(
-            f'namespace "{opts.namespace}" not found in cluster {cluster}'
-            f" (namespaces: {', '.join(sorted(known_namespaces(state)))})"
-        )
     items = call_daemon(paths, {"op": "get", "kind": "deployments", "cluster": cluster})["items"]
     deployments = tuple((str(d["metadata"].get("namespace") or "default"), str(d["metadata"]["name"])) for d in items)
     window, collector_error = _query_window(paths.controlplane_socket(cluster), cluster, opts.window)
