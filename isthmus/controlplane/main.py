@@ -25,6 +25,7 @@ from isthmus.identity.spiffe import DEFAULT_TRUST_DOMAIN
 from isthmus.identity.tokens import HmacTokenVerifier, load_token_secret
 from isthmus.model.codec import decode
 from isthmus.model.index import ClusterState
+from isthmus.multicluster.links import LINKS_OP, Links
 from isthmus.platform.local import rpc
 from isthmus.platform.local.paths import StatePaths
 from isthmus.viz.collector import QUERY_OP, Collector
@@ -142,6 +143,8 @@ async def amain(opts: Options) -> int:
     reloader = TrustReloader(identity, files, opts.trust_domain, identity.service.clock)
     # Golden metrics need history: the collector reads every sidecar every few seconds (`isthmus stat`).
     collector = Collector(LocalFleet(api_socket, cluster))
+    # One service-mirror controller per link Secret of this cluster (`isthmus multicluster link`).
+    links = Links(cluster, api_socket, paths)
 
     async def on_status(req: dict[str, Any], _w: asyncio.StreamWriter) -> dict[str, Any]:
         if req.get("op") == "identity":
@@ -151,6 +154,8 @@ async def amain(opts: Options) -> int:
             return {"ok": True, **reloader.served()}
         if req.get("op") == QUERY_OP:
             return collector.answer(req)
+        if req.get("op") == LINKS_OP:
+            return links.answer(req)
         if req.get("op") != "status":
             return {"ok": False, "error": f"unknown operation {req.get('op')!r}"}
         return {"ok": True, **status_payload(ads)}
@@ -171,12 +176,14 @@ async def amain(opts: Options) -> int:
         signer = tg.create_task(identity.serve_forever(), name="identity service")
         watcher = tg.create_task(reloader.run(), name="identity files watch")
         collecting = tg.create_task(collector.run(), name="traffic collector")
+        mirroring = tg.create_task(links.run(), name="service mirrors")
         log.info("identity service for %s on %s", cluster, paths.identity_socket(cluster))
         await stop.wait()
         follower.cancel()
         signer.cancel()
         watcher.cancel()
         collecting.cancel()
+        mirroring.cancel()
     status_server.close()
     metrics_server.close()
     await ads.stop(grace=1.0)

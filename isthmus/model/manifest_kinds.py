@@ -6,6 +6,9 @@ Isthmus implements; `isthmus.model.manifests` dispatches here by (apiVersion, ki
 
 from __future__ import annotations
 
+import base64
+import binascii
+import re
 from dataclasses import dataclass
 
 from isthmus.model.manifest_fields import (
@@ -14,9 +17,11 @@ from isthmus.model.manifest_fields import (
     Path,
     Problems,
     check_integer,
+    describe,
     expected,
     quote,
     render_path,
+    type_name,
 )
 from isthmus.model.resources import (
     Container,
@@ -26,6 +31,7 @@ from isthmus.model.resources import (
     ObjectMeta,
     PodTemplate,
     Protocol,
+    Secret,
     Service,
     ServiceAccount,
     ServicePort,
@@ -73,6 +79,62 @@ def parse_namespace(value: object, path: Path, ctx: Context) -> Namespace:
 def parse_service_account(value: object, path: Path, ctx: Context) -> ServiceAccount:
     root = Fields(ctx.problems, value, path, OBJECT)
     return ServiceAccount(read_metadata(root, ctx, dns1123_subdomain, namespaced=True))
+
+
+# Kubernetes' limits for a Secret: key syntax, and the size of all values together.
+_SECRET_KEY = re.compile(r"[-._a-zA-Z0-9]+")
+SECRET_MAX_BYTES = 1024 * 1024
+
+
+def parse_secret(value: object, path: Path, ctx: Context) -> Secret:
+    """A Secret; `stringData` is folded into `data` as the API server does. Problems name keys, never values."""
+    problems = ctx.problems
+    root = Fields(problems, value, path, OBJECT | {"type", "data", "stringData"}, ignored=SERVER_WRITTEN)
+    meta = read_metadata(root, ctx, dns1123_subdomain, namespaced=True)
+    secret_type = root.string("type", default="Opaque", check=_secret_type)
+    data: dict[str, str] = {}
+    for key, raw in _secret_entries(root, "data"):
+        try:
+            decoded = base64.b64decode(raw, validate=True) if isinstance(raw, str) else None
+        except (binascii.Error, ValueError):
+            decoded = None
+        if decoded is None:
+            problems.add((*root.at("data"), key), "must be a base64 string (use stringData for plain text)")
+            continue
+        data[key] = base64.b64encode(decoded).decode()
+    for key, raw in _secret_entries(root, "stringData"):
+        if not isinstance(raw, str):
+            problems.add((*root.at("stringData"), key), f"expected string, got {type_name(raw)}")
+            continue
+        data[key] = base64.b64encode(raw.encode(errors="surrogateescape")).decode()
+    size = sum(len(base64.b64decode(v)) for v in data.values())
+    if size > SECRET_MAX_BYTES:
+        problems.add(root.at("data"), f"must be no more than {SECRET_MAX_BYTES} bytes in total, got {size}")
+    return Secret(meta, secret_type, tuple(sorted(data.items())))
+
+
+def _secret_entries(root: Fields, key: str) -> list[tuple[str, object]]:
+    value = root.raw(key)
+    if value is None:
+        return []
+    if not isinstance(value, dict):
+        root.problems.add(root.at(key), expected("mapping", value))
+        return []
+    out = []
+    for k, v in value.items():
+        if not isinstance(k, str):
+            root.problems.add(root.at(key), f"keys must be strings, got {describe(k)}")
+        elif len(k) > 253 or not _SECRET_KEY.fullmatch(k):
+            root.problems.add((*root.at(key), k), "invalid key: must be at most 253 of a-z, A-Z, 0-9, '-', '_' and '.'")
+        else:
+            out.append((k, v))
+    return out
+
+
+def _secret_type(value: str) -> str | None:
+    if not value or len(value) > 253:
+        return "must be 1 to 253 characters"
+    return None
 
 
 def parse_service(value: object, path: Path, ctx: Context) -> Service:

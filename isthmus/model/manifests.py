@@ -17,6 +17,7 @@ from isthmus.model.manifest_kinds import (
     Context,
     parse_deployment,
     parse_namespace,
+    parse_secret,
     parse_service,
     parse_service_account,
 )
@@ -27,6 +28,7 @@ from isthmus.model.resources import (
     Namespace,
     ObjectMeta,
     Resource,
+    Secret,
     Service,
     ServiceAccount,
     resource_key,
@@ -41,6 +43,7 @@ KINDS: dict[tuple[str, str], Parser] = {
     ("v1", "ServiceAccount"): parse_service_account,
     ("v1", "Service"): parse_service,
     ("apps/v1", "Deployment"): parse_deployment,
+    ("v1", "Secret"): parse_secret,
     # ("split.smi-spec.io/v1alpha2", "TrafficSplit"): parse_traffic_split,
 }
 _API_VERSION = {kind: api for api, kind in KINDS}
@@ -241,6 +244,14 @@ def dump_resource(r: Resource) -> dict[str, Any]:
             for p in r.ports
         ]
         return {"apiVersion": "v1", "kind": "Service", "metadata": _dump_meta(r.meta), "spec": spec}
+    if isinstance(r, Secret):
+        return {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": _dump_meta(r.meta),
+            "type": r.type,
+            "data": dict(r.data),
+        }
     if isinstance(r, Deployment):
         template_meta: dict[str, Any] = {"labels": dict(r.template.labels)}
         if r.template.annotations:

@@ -73,3 +73,12 @@ MIRROR_GATEWAY_ANNOTATION = "mirror.isthmus.io/remote-gateway"
 MIRROR_GATEWAY_IDENTITY_ANNOTATION = "mirror.isthmus.io/remote-gateway-identity"
 # Comma-separated SPIFFE IDs, any of which the remote backend's sidecar may present.
 MIRROR_IDENTITIES_ANNOTATION = "mirror.isthmus.io/remote-identities"
+# Set to "false" by the link's controller while the remote gateway fails its probes: the
+# caller's sidecar then gives the mirror no endpoints, so calls fail at once (503) instead
+# of waiting on a dead gateway. Absent means alive.
+MIRROR_GATEWAY_ALIVE_ANNOTATION = "mirror.isthmus.io/gateway-alive"
+
+# A link: a Secret of LINK_SECRET_TYPE in GATEWAY_NAMESPACE of the linking cluster, named
+# `link-<remote cluster>`, holding what its service-mirror controller needs to watch the remote.
+LINK_SECRET_TYPE = "mirror.isthmus.io/link"
+LINK_SECRET_PREFIX = "link-"

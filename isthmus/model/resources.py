@@ -6,6 +6,7 @@ platforms store and watch. All are frozen: a change is a new object.
 
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -93,7 +94,23 @@ class Service:
     kind: Literal["Service"] = "Service"
 
 
-Resource = Namespace | ServiceAccount | Deployment | Service
+@dataclass(frozen=True)
+class Secret:
+    """Named confidential data (a link's credential, for one). Never logged; `get` shows only its keys."""
+
+    meta: ObjectMeta
+    type: str = "Opaque"
+    data: tuple[tuple[str, str], ...] = ()
+    """(key, base64 of the value), sorted by key: Kubernetes' canonical form (stringData is folded in)."""
+    kind: Literal["Secret"] = "Secret"
+
+    def value(self, key: str) -> bytes | None:
+        """The decoded value of `key`, or None when the Secret lacks it."""
+        found = dict(self.data).get(key)
+        return None if found is None else base64.b64decode(found)
+
+
+Resource = Namespace | ServiceAccount | Deployment | Service | Secret
 
 
 def resource_key(r: Resource) -> tuple[str, str, str]:

@@ -1,6 +1,6 @@
 """The service mirror's decisions: a named event and the local Services in, writes out. Pure.
 
-The controller (still to come) turns the linked cluster's watch into these
+The controller (`controller`) turns the linked cluster's watch into these
 events, puts them on one queue and lets one worker apply what `decide` returns;
 a periodic `Resync` goes through the same path, so repairs and normal changes
 share one code path (as linkerd2's service mirror does).
@@ -13,15 +13,16 @@ from dataclasses import dataclass
 from typing import assert_never
 
 from isthmus.model.resources import Service
+from isthmus.multicluster.errors import MirrorError
 from isthmus.multicluster.mirrors import (
     ExportedService,
-    MirrorError,
     RemoteGateway,
     action_for,
     is_mirror_from,
     mirror_name,
     mirror_of,
     orphans,
+    with_gateway_alive,
 )
 
 
@@ -52,7 +53,12 @@ class LinkRemoved:
     """`unlink`: every mirror of the link goes."""
 
 
-MirrorEvent = ServiceExported | ServiceUnexported | Resync | LinkRemoved
+@dataclass(frozen=True)
+class GatewayHealth:
+    """The gateway's probes changed their verdict; `Link.alive` already says the new one."""
+
+
+MirrorEvent = ServiceExported | ServiceUnexported | Resync | LinkRemoved | GatewayHealth
 
 
 @dataclass(frozen=True)
@@ -84,6 +90,8 @@ class Link:
 
     cluster_name: str
     gateway: RemoteGateway
+    alive: bool = True
+    """Whether the gateway answers its probes; mirrors of a dead one get no endpoints."""
 
 
 def decide(event: MirrorEvent, link: Link, local: Iterable[Service]) -> list[MirrorWrite]:
@@ -108,6 +116,13 @@ def decide(event: MirrorEvent, link: Link, local: Iterable[Service]) -> list[Mir
             return [w for w in puts if not _unchanged(w, existing)] + [
                 DeleteMirror(s.meta.namespace, s.meta.name) for s in gone
             ]
+        case GatewayHealth():
+            marked = [
+                with_gateway_alive(s, link.alive)
+                for s in sorted(existing.values(), key=lambda s: (s.meta.namespace, s.meta.name))
+                if is_mirror_from(s, link.cluster_name)
+            ]
+            return [PutMirror(s) for s in marked if not _unchanged(PutMirror(s), existing)]
         case LinkRemoved():
             return [
                 DeleteMirror(s.meta.namespace, s.meta.name)
@@ -121,7 +136,7 @@ def decide(event: MirrorEvent, link: Link, local: Iterable[Service]) -> list[Mir
 def _put(export: ExportedService, link: Link, existing: dict[tuple[str, str], Service]) -> MirrorWrite:
     meta = export.service.meta
     try:
-        desired = mirror_of(export, link.cluster_name, link.gateway)
+        desired = mirror_of(export, link.cluster_name, link.gateway, link.alive)
     except MirrorError as e:
         return Refused(meta.namespace, meta.name, str(e))
     current = existing.get((desired.meta.namespace, desired.meta.name))

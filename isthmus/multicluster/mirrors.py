@@ -1,6 +1,6 @@
 """What a mirror looks like, and what to do with the Service already in its place. Pure.
 
-The service mirror controller (still to come) turns a linked cluster's exported
+The service mirror controller (`controller`) turns a linked cluster's exported
 Services into these; `isthmus.xds.translate.remote` reads them back. A mirror
 never replaces a Service it did not make: a user's `api-east` stays, and the
 export is reported as a conflict instead.
@@ -9,17 +9,20 @@ export is reported as a conflict instead.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from isthmus.model.mesh import (
     MIRROR_CLUSTER_LABEL,
+    MIRROR_GATEWAY_ALIVE_ANNOTATION,
     MIRROR_GATEWAY_ANNOTATION,
     MIRROR_GATEWAY_IDENTITY_ANNOTATION,
     MIRROR_IDENTITIES_ANNOTATION,
     MIRROR_LABEL,
 )
 from isthmus.model.resources import ANNOTATION_OPAQUE_PORTS, ObjectMeta, Service, ServicePort
+from isthmus.model.validate import dns1035_label, dns1123_label
+from isthmus.multicluster.errors import MirrorError
 
 # A Service's name is a DNS label.
 MAX_NAME = 63
@@ -45,25 +48,28 @@ class ExportedService:
     """Service ports whose endpoints carry opaque TCP."""
 
 
-class MirrorError(ValueError):
-    """An export that cannot be mirrored; the message says why and what to do."""
-
-
 def mirror_name(name: str, cluster_name: str) -> str:
     out = f"{name}-{cluster_name}"
     if len(out) > MAX_NAME:
         raise MirrorError(f"mirror name {out!r} is longer than {MAX_NAME} characters; shorten the service's name")
+    if problem := dns1035_label(out):
+        raise MirrorError(f"mirror name {out!r} {problem}")
     return out
 
 
-def mirror_of(exported: ExportedService, cluster_name: str, gateway: RemoteGateway) -> Service:
-    """The mirror Service of one export: same namespace and TCP ports, no selector."""
+def mirror_of(exported: ExportedService, cluster_name: str, gateway: RemoteGateway, alive: bool = True) -> Service:
+    """The mirror Service of one export: same namespace and TCP ports, no selector.
+
+    `alive` False (the gateway fails its probes) marks it so that callers' sidecars
+    give it no endpoints until the gateway answers again."""
     if not exported.identities:
         raise MirrorError(
             f"service {exported.service.meta.namespace}/{exported.service.meta.name} in {cluster_name} has no "
             "meshed endpoints, so no identity to check; it is mirrored once it has some"
         )
     meta = exported.service.meta
+    if problem := dns1123_label(meta.namespace):
+        raise MirrorError(f"namespace {meta.namespace!r} of service {meta.name!r} {problem}")
     tcp = tuple(
         ServicePort(p.port, p.port, p.name)
         for p in sorted(exported.service.ports, key=lambda p: p.port)
@@ -77,6 +83,8 @@ def mirror_of(exported: ExportedService, cluster_name: str, gateway: RemoteGatew
     opaque = sorted(exported.opaque_ports & {p.port for p in tcp})
     if opaque:
         annotations[ANNOTATION_OPAQUE_PORTS] = ",".join(map(str, opaque))
+    if not alive:
+        annotations[MIRROR_GATEWAY_ALIVE_ANNOTATION] = "false"
     return Service(
         meta=ObjectMeta(
             mirror_name(meta.name, cluster_name),
@@ -87,6 +95,14 @@ def mirror_of(exported: ExportedService, cluster_name: str, gateway: RemoteGatew
         selector=(),
         ports=tcp,
     )
+
+
+def with_gateway_alive(svc: Service, alive: bool) -> Service:
+    """The same mirror, marked for a gateway that is alive (no mark) or dead."""
+    annotations = {k: v for k, v in svc.meta.annotations if k != MIRROR_GATEWAY_ALIVE_ANNOTATION}
+    if not alive:
+        annotations[MIRROR_GATEWAY_ALIVE_ANNOTATION] = "false"
+    return replace(svc, meta=replace(svc.meta, annotations=tuple(sorted(annotations.items()))))
 
 
 def is_mirror_from(svc: Service, cluster_name: str) -> bool:

@@ -67,7 +67,24 @@ def service_account() -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "web", "namespace": "shop"}}
 
 
-SAMPLES = {"Deployment": deployment, "Service": service, "Namespace": namespace, "ServiceAccount": service_account}
+def secret() -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "link-east", "namespace": "shop"},
+        "type": "mirror.isthmus.io/link",
+        "data": {"ca.crt": "LS0tLS1CRUdJTg=="},
+        "stringData": {"credential": "s3cret"},
+    }
+
+
+SAMPLES = {
+    "Deployment": deployment,
+    "Service": service,
+    "Namespace": namespace,
+    "ServiceAccount": service_account,
+    "Secret": secret,
+}
 
 DELETE = object()
 

@@ -25,6 +25,7 @@ from isthmus.model.resources import (
 )
 from tests.model.manifest_samples import (
     DELETE,
+    SAMPLES,
     SOURCE,
     changed,
     deployment,
@@ -229,7 +230,7 @@ LOCAL = (
     "the local platform runs each container as a local process, so it needs the command to run (the image is ignored)"
 )
 LABEL_RULE = "must be a lowercase RFC 1123 label: a-z, 0-9 and '-', starting and ending with a letter or digit (e.g. 'my-name' or '123-abc')"
-ACCEPTED = "Isthmus accepts Deployment, List, Namespace, Service, ServiceAccount"
+ACCEPTED = "Isthmus accepts Deployment, List, Namespace, Secret, Service, ServiceAccount"
 
 Doc = Callable[[], dict[str, Any]]
 
@@ -888,9 +889,8 @@ def test_dump_is_a_complete_manifest() -> None:
 
 
 def test_every_kind_in_the_dispatch_table_dumps() -> None:
-    samples = {"Deployment": deployment, "Service": service, "Namespace": namespace, "ServiceAccount": service_account}
     for api_version, kind in KINDS:
-        [r] = parse_objects([samples[kind]()], SOURCE)
+        [r] = parse_objects([SAMPLES[kind]()], SOURCE)
         assert dump_resource(r)["apiVersion"] == api_version
 
 

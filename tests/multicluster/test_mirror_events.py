@@ -6,6 +6,7 @@ from __future__ import annotations
 from isthmus.model.resources import ObjectMeta, Service, ServicePort
 from isthmus.multicluster.mirror_events import (
     DeleteMirror,
+    GatewayHealth,
     Link,
     LinkRemoved,
     PutMirror,
@@ -69,3 +70,12 @@ def test_unlink_removes_only_this_links_mirrors() -> None:
         DeleteMirror("shop", "api-east"),
         DeleteMirror("shop", "db-east"),
     ]
+
+
+def test_gateway_health_marks_and_clears_only_this_links_mirrors() -> None:
+    dead = Link(LINK.cluster_name, LINK.gateway, alive=False)
+    marked = decide(GatewayHealth(), dead, [API_MIRROR, NORTH_DB])
+    assert marked == [PutMirror(mirror_of(API, "east", LINK.gateway, alive=False))]
+    assert decide(GatewayHealth(), dead, [marked[0].service]) == []  # already marked: nothing to write
+    assert decide(GatewayHealth(), LINK, [marked[0].service]) == [PutMirror(API_MIRROR)]
+    assert decide(ServiceExported(DB), dead, []) == [PutMirror(mirror_of(DB, "east", LINK.gateway, alive=False))]

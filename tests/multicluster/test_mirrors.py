@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 
 from isthmus.model.resources import ObjectMeta, Service, ServiceAddress, ServicePort
+from isthmus.multicluster.errors import MirrorError
 from isthmus.multicluster.mirrors import (
     ExportedService,
-    MirrorError,
     RemoteGateway,
     action_for,
     mirror_name,

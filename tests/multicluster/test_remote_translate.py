@@ -14,6 +14,7 @@ from isthmus.model.mesh import (
     ALPN_HTTP,
     ALPN_TCP,
     MIRROR_CLUSTER_LABEL,
+    MIRROR_GATEWAY_ALIVE_ANNOTATION,
     MIRROR_GATEWAY_ANNOTATION,
     MIRROR_GATEWAY_IDENTITY_ANNOTATION,
     MIRROR_IDENTITIES_ANNOTATION,
@@ -94,6 +95,18 @@ def test_a_broken_mirror_becomes_a_service_without_endpoints(annotations: dict[s
     snap = snapshot(broken)
     assert load_assignment(snap, HTTP_CLUSTER).endpoints == []  # calls fail at once, go nowhere else
     assert not [n for n in snap.of_type(LISTENER) if n.startswith("remote|")]
+
+
+def test_a_mirror_of_a_dead_gateway_keeps_its_config_but_has_no_endpoints() -> None:
+    dead = mirror({MIRROR_GATEWAY_ALIVE_ANNOTATION: "false"})
+    target = remote_target(dead)
+    assert target is not None and not target.gateway_alive
+    live, snap = snapshot(mirror()), snapshot(dead)
+    assert load_assignment(snap, HTTP_CLUSTER).endpoints == []  # a 503 at once
+    assert load_assignment(live, HTTP_CLUSTER).endpoints != []
+    # Only the endpoints differ: when the gateway is back, no cluster or listener has to warm up again.
+    assert snap.of_type(LISTENER) == live.of_type(LISTENER)
+    assert cluster(snap, HTTP_CLUSTER) == cluster(live, HTTP_CLUSTER)
 
 
 def test_a_service_named_unlike_its_cluster_is_no_mirror() -> None:

@@ -11,10 +11,11 @@ from typing import TYPE_CHECKING, Any
 from isthmus.model.codec import encode
 from isthmus.model.errors import IsthmusError
 from isthmus.model.manifests import dump_resource
-from isthmus.model.resources import Deployment
-from isthmus.platform.local import rpc
+from isthmus.model.resources import Deployment, Secret
+from isthmus.platform.local import link_ops, rpc
 from isthmus.platform.local.apply import ApplyError, plan_apply, plan_delete
 from isthmus.platform.local.cluster import LocalCluster
+from isthmus.platform.local.link_writes import plan_link_apply, plan_link_delete
 from isthmus.platform.local.settings import MeshSettings, SettingsError
 
 if TYPE_CHECKING:
@@ -65,6 +66,7 @@ class Api:
                     "node_ip": c.net.node_ip,
                     "wan_ip": c.net.wan_ip,
                     "gateway_wan_ip": c.net.gateway_wan_ip,
+                    "netns": c.net.netns,
                     "pods": len(c.pods),
                     "controlplane": bool(c.controlplane and c.controlplane.running),
                     "ads_socket": str(self.d.paths.ads_socket(c.name)),
@@ -89,12 +91,19 @@ class Api:
 
     async def op_apply(self, req: dict[str, Any]) -> dict[str, Any]:
         cluster = self._cluster(req)
-        plan = plan_apply(cluster.objects, str(req["text"]), str(req.get("source", "-")), req.get("namespace"))
+        if req.get("link"):  # a link's service mirror: its own mirrors only (link_writes)
+            plan = plan_link_apply(cluster.objects, str(req["text"]), str(req.get("source", "-")), str(req["link"]))
+        else:
+            plan = plan_apply(cluster.objects, str(req["text"]), str(req.get("source", "-")), req.get("namespace"))
         await cluster.write(plan.put)
         return {"results": plan.messages}
 
     async def op_delete(self, req: dict[str, Any]) -> dict[str, Any]:
         cluster = self._cluster(req)
+        if req.get("link"):
+            plan = plan_link_delete(cluster.objects, str(req["text"]), str(req.get("source", "-")), str(req["link"]))
+            await cluster.write((), plan.delete)
+            return {"results": plan.messages}
         plan = plan_delete(
             cluster.objects,
             str(req["text"]),
@@ -140,6 +149,7 @@ class Api:
             "deployments": "Deployment",
             "namespaces": "Namespace",
             "serviceaccounts": "ServiceAccount",
+            "secrets": "Secret",
         }
         if kind not in kinds:
             raise ApiError(f"unknown resource type {kind!r}")
@@ -148,6 +158,9 @@ class Api:
             if r.kind != kinds[kind]:
                 continue
             item = dump_resource(r)
+            if isinstance(r, Secret) and not req.get("data"):
+                # Values only to those who ask (the multicluster CLI); never in a listing by default.
+                item["data"] = {k: f"<redacted: {len(r.value(k) or b'')} bytes>" for k, _ in r.data}
             if r.kind == "Service":
                 item.setdefault("spec", {})["clusterIP"] = cluster.service_ips.get((r.meta.namespace, r.meta.name))
             if isinstance(r, Deployment):
@@ -185,6 +198,20 @@ class Api:
             cluster.controlplane.kill()
         return {"results": [f"control plane of {cluster.name} restarting"]}
 
+    async def op_link_issue(self, req: dict[str, Any]) -> dict[str, Any]:
+        """A credential to read this cluster's exports, and what a linking cluster needs to use it."""
+        cluster = self._cluster(req)
+        return link_ops.issue(cluster, self.d.link_apis.get(cluster.name), self.d.paths, req.get("linking_cluster"))
+
+    async def op_link_revoke(self, req: dict[str, Any]) -> dict[str, Any]:
+        cluster = self._cluster(req)
+        return link_ops.revoke(cluster, self.d.link_apis.get(cluster.name), req.get("id"))
+
+    async def op_link_credentials(self, req: dict[str, Any]) -> dict[str, Any]:
+        """The credentials this cluster has issued and not revoked (ids and clusters only)."""
+        cluster = self._cluster(req)
+        return link_ops.credentials(cluster, self.d.link_apis.get(cluster.name))
+
     async def op_watch(self, req: dict[str, Any], writer: asyncio.StreamWriter) -> None:
         try:
             cluster = self._cluster(req)
@@ -194,10 +221,14 @@ class Api:
             writer.close()
             return
         q = cluster.watch()
+        links = bool(req.get("links"))
         try:
             while True:
                 state = await q.get()
-                writer.write(rpc.encode_line({"ok": True, "state": encode(state)}))
+                msg = {"ok": True, "state": encode(state)}
+                if links:  # for the service mirrors: the link Secrets, with their data
+                    msg["links"] = link_ops.link_secrets(cluster)
+                writer.write(rpc.encode_line(msg))
                 await writer.drain()
         except (ConnectionError, asyncio.CancelledError):
             pass

@@ -18,6 +18,7 @@ from pathlib import Path
 from isthmus.platform.local import rpc, trust, wan
 from isthmus.platform.local.api import Api
 from isthmus.platform.local.cluster import LocalCluster
+from isthmus.platform.local.link_api import LinkApi
 from isthmus.platform.local.netplan import plan_cluster
 from isthmus.platform.local.paths import StatePaths
 from isthmus.platform.local.settings import MeshSettings, SettingsError, trust_domain_change_problem
@@ -39,6 +40,7 @@ class Daemon:
             self.settings = settings
         self.store.set_mesh_settings(self.settings)
         self.clusters: dict[str, LocalCluster] = {}
+        self.link_apis: dict[str, LinkApi] = {}
         self.ready = False
         self._wan_ready = False
         self.stopping = asyncio.Event()
@@ -60,6 +62,7 @@ class Daemon:
                 self.store.add_cluster(name)
                 created.append(name)
         starts = []
+        new: list[LocalCluster] = []
         for row in self.store.clusters():
             trust.ensure_cluster(self.paths, row.name, domain)
             if row.name not in self.clusters:
@@ -72,8 +75,21 @@ class Daemon:
                 )
                 self.clusters[row.name] = cluster
                 starts.append(cluster.start())
+                new.append(cluster)
         await asyncio.gather(*starts)
+        for cluster in new:
+            await self._start_link_api(cluster)
         return created
+
+    async def _start_link_api(self, cluster: LocalCluster) -> None:
+        api = LinkApi(cluster, self.paths)
+        try:
+            await api.start()
+        except Exception:
+            # Links to this cluster fail (and `multicluster check` says so); the cluster itself runs on.
+            log.exception("cluster %s: cannot start its link API", cluster.name)
+            return
+        self.link_apis[cluster.name] = api
 
     def _check_trust_domain(self, wanted: MeshSettings) -> None:
         if problem := trust_domain_change_problem(self.settings.trust_domain, wanted.trust_domain):
@@ -91,11 +107,14 @@ class Daemon:
         return True
 
     async def remove_cluster(self, name: str) -> None:
+        if api := self.link_apis.pop(name, None):
+            await api.close()
         cluster = self.clusters.pop(name)
         await cluster.stop()
         self.store.remove_cluster(name)
 
     async def shutdown(self) -> None:
+        await asyncio.gather(*(api.close() for api in self.link_apis.values()), return_exceptions=True)
         await asyncio.gather(*(c.stop() for c in self.clusters.values()), return_exceptions=True)
         with contextlib.suppress(Exception):
             await wan.delete_wan()

@@ -30,6 +30,8 @@ NODE_WAN_IF = "wan0"
 POD_WAN_IF = "eth1"
 # What a pod may reach on another cluster's gateway: its mTLS listener and its probe endpoint.
 GATEWAY_WAN_PORTS = f"{INBOUND_PORT},{ADMIN_PORT}"
+# The node's link API (read-only, TLS, credential required): the one port a node opens to the wan.
+LINK_API_PORT = 6443
 # Pod networks may not take these: services, the wan, loopback and link-local.
 _RESERVED = (
     ipaddress.IPv4Network("10.96.0.0/11"),
@@ -145,9 +147,10 @@ def node_wan_rules(net: ClusterNetwork) -> str:
 
     The node forwards its pods' TCP to gateways' ports only (never to other
     nodes, so no pod reaches another cluster's link endpoint) and masquerades it
-    behind its own wan address, which is what lets pod networks overlap. Nothing
-    from the wan may open a connection to the node. Bridged pod-to-pod traffic is
-    accepted explicitly in case the host has br_netfilter loaded.
+    behind its own wan address, which is what lets pod networks overlap. From
+    the wan, the node accepts new connections only to its link API, and only on
+    its wan address; its own pods may not open that port either. Bridged pod-to-pod
+    traffic is accepted explicitly in case the host has br_netfilter loaded.
     """
     return (
         "*filter\n"
@@ -155,7 +158,9 @@ def node_wan_rules(net: ClusterNetwork) -> str:
         ":FORWARD DROP [0:0]\n"
         ":OUTPUT ACCEPT [0:0]\n"
         f"-A INPUT -i {NODE_WAN_IF} -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT\n"
+        f"-A INPUT -i {NODE_WAN_IF} -d {net.wan_ip} -p tcp --dport {LINK_API_PORT} -j ACCEPT\n"
         f"-A INPUT -i {NODE_WAN_IF} -j DROP\n"
+        f"-A INPUT -p tcp --dport {LINK_API_PORT} -j DROP\n"
         "-A FORWARD -i br0 -o br0 -j ACCEPT\n"
         f"-A FORWARD -i {NODE_WAN_IF} -o br0 -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT\n"
         f"-A FORWARD -i br0 -o {NODE_WAN_IF} -s {net.pod_cidr} -d {WAN_GATEWAYS} -p tcp"

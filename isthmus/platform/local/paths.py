@@ -102,6 +102,14 @@ class StatePaths:
     def token_secret(self, cluster: str) -> Path:
         return self.home / "clusters" / cluster / "identity" / "token.key"
 
+    def link_key(self, cluster: str) -> Path:
+        """The key the cluster MACs the link credentials it issues with (`isthmus multicluster link`)."""
+        return self.home / "clusters" / cluster / "identity" / "link.key"
+
+    def link_credentials(self, cluster: str) -> Path:
+        """The link credentials the cluster has issued and not revoked: whom its link API answers."""
+        return self.home / "clusters" / cluster / "links.json"
+
     def identity_socket(self, cluster: str) -> Path:
         return self.pod_sockets(cluster) / "identity.sock"
 

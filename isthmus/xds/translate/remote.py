@@ -26,6 +26,7 @@ from envoy.type.matcher.v3 import string_pb2
 
 from isthmus.model.mesh import (
     MIRROR_CLUSTER_LABEL,
+    MIRROR_GATEWAY_ALIVE_ANNOTATION,
     MIRROR_GATEWAY_ANNOTATION,
     MIRROR_GATEWAY_IDENTITY_ANNOTATION,
     MIRROR_IDENTITIES_ANNOTATION,
@@ -54,6 +55,8 @@ class RemoteTarget:
     identities: tuple[str, ...]
     """Any of these the backend's sidecar may present; never empty."""
     opaque_ports: frozenset[int]
+    gateway_alive: bool = True
+    """False while the link's probes find the gateway dead: no endpoints, so calls fail at once."""
 
     def sni(self, port: int) -> str:
         """What the remote gateway routes on, naming one port of the original service."""
@@ -88,6 +91,7 @@ def remote_target(svc: ServiceAddress) -> RemoteTarget | None:
         gateway_identity=gateway_identity,
         identities=identities,
         opaque_ports=parse_port_list(meta.annotation(ANNOTATION_OPAQUE_PORTS) or ""),
+        gateway_alive=meta.annotation(MIRROR_GATEWAY_ALIVE_ANNOTATION) != "false",
     )
 
 
@@ -148,7 +152,10 @@ def inner_cluster(
     return cluster
 
 
-def _assignment(name: str, address: address_pb2.Address) -> endpoint_pb2.ClusterLoadAssignment:
+def _assignment(name: str, address: address_pb2.Address | None) -> endpoint_pb2.ClusterLoadAssignment:
+    """One endpoint at `address`; none for None (a dead gateway: the caller gets a 503 at once)."""
+    if address is None:
+        return endpoint_pb2.ClusterLoadAssignment(cluster_name=name)
     endpoint = endpoint_components_pb2.LbEndpoint(endpoint=endpoint_components_pb2.Endpoint(address=address))
     return endpoint_pb2.ClusterLoadAssignment(
         cluster_name=name, endpoints=[endpoint_components_pb2.LocalityLbEndpoints(lb_endpoints=[endpoint])]
@@ -164,7 +171,8 @@ def tunnel(target: RemoteTarget, svc: ServiceAddress, port: int, mesh: MeshTls, 
     internal = address_pb2.Address(
         envoy_internal_address=address_pb2.EnvoyInternalAddress(server_listener_name=listener_name)
     )
-    out.endpoints.append(_assignment(assignment, internal))
+    # Only an endpoint update: the clusters and listeners stay, so a gateway coming back needs no warming.
+    out.endpoints.append(_assignment(assignment, internal if target.gateway_alive else None))
     out.listeners.append(
         listener_pb2.Listener(
             name=listener_name,
