@@ -7,7 +7,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from isthmus.cli import commands, edges, identity, multicluster, stat, up
+from isthmus.cli import addons, commands, edges, identity, multicluster, stat, traces, up
 from isthmus.cli.errors import CliError
 
 DESCRIPTION = """\
@@ -114,6 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
     multicluster.register(sub)
     edges.register(sub)
     stat.register(sub)
+    addons.register(sub)
+    traces.register(sub)
 
     p = sub.add_parser("controlplane", help="operate a cluster's control plane")
     p.add_argument("action", choices=["restart"])

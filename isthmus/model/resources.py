@@ -7,6 +7,7 @@ platforms store and watch. All are frozen: a change is a new object.
 from __future__ import annotations
 
 import base64
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -207,6 +208,37 @@ class Endpoint:
     """The identity the endpoint's sidecar presents: spiffe://<trust domain>/ns/<ns>/sa/<this>."""
 
 
+# A cluster traces its HTTP requests while it has a trace collector: a Service in
+# TRACE_COLLECTOR_NAMESPACE labelled TRACE_COLLECTOR_LABEL "true", taking OTLP over gRPC on
+# its port named TRACE_COLLECTOR_PORT_NAME (the `tracing` add-on applies one). Only that
+# namespace counts, so nobody who can merely create a Service elsewhere receives the spans.
+TRACE_COLLECTOR_NAMESPACE = "isthmus-system"
+TRACE_COLLECTOR_LABEL = "isthmus.io/trace-collector"
+TRACE_COLLECTOR_PORT_NAME = "otlp-grpc"
+
+
+@dataclass(frozen=True)
+class TracingSettings:
+    """Where a cluster's sidecars send their spans: a Service taking OTLP over gRPC."""
+
+    namespace: str
+    service: str
+    port: int
+    """The Service port; the sidecars send to its endpoints' target port."""
+
+
+def trace_collector(services: Iterable[Service]) -> TracingSettings | None:
+    """The cluster's trace collector (see TRACE_COLLECTOR_LABEL), or None: tracing is off.
+    Of several, the first by name; a labelled Service without an `otlp-grpc` port is none."""
+    for svc in sorted(services, key=lambda s: s.meta.name):
+        if svc.meta.namespace != TRACE_COLLECTOR_NAMESPACE or svc.meta.label(TRACE_COLLECTOR_LABEL) != "true":
+            continue
+        for port in svc.ports:
+            if port.name == TRACE_COLLECTOR_PORT_NAME and port.protocol == "TCP":
+                return TracingSettings(svc.meta.namespace, svc.meta.name, port.port)
+    return None
+
+
 @dataclass(frozen=True)
 class ClusterSettings:
     """Per-cluster settings the proxies' config depends on."""
@@ -218,3 +250,6 @@ class ClusterSettings:
     """Whether clients outside the mesh may reach meshed pods in plaintext, unless a
     namespace or pod annotation says otherwise (`ANNOTATION_INBOUND_POLICY`)."""
     extra: tuple[tuple[str, str], ...] = field(default=())
+    tracing: TracingSettings | None = None
+    """Where the sidecars send spans; None (the default) traces nothing. The platform sets it
+    from the cluster's Services (`trace_collector`)."""

@@ -17,6 +17,7 @@ import secrets
 import string
 import sys
 from collections.abc import Coroutine, Sequence
+from dataclasses import replace
 from typing import Any
 
 from isthmus.model.codec import encode
@@ -29,6 +30,7 @@ from isthmus.model.resources import (
     Service,
     ServiceAddress,
     resource_key,
+    trace_collector,
 )
 from isthmus.platform.local import dns, netns, wan
 from isthmus.platform.local.netplan import ClusterNetwork
@@ -243,9 +245,9 @@ class LocalCluster:
         namespaces = tuple(
             sorted((r.meta.name, r.meta.annotations) for r in self.objects.values() if isinstance(r, Namespace))
         )
-        return ClusterState(
-            self.settings, services, tuple(sorted(pods, key=lambda p: (p.namespace, p.name))), namespaces
-        )
+        # Tracing follows the cluster's Services: on while a trace collector exists (the tracing add-on).
+        settings = replace(self.settings, tracing=trace_collector(self.services()))
+        return ClusterState(settings, services, tuple(sorted(pods, key=lambda p: (p.namespace, p.name))), namespaces)
 
     def publish(self) -> None:
         """Coalesce bursts of changes into one state per loop turn."""

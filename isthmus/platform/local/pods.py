@@ -169,6 +169,9 @@ class PodRuntime:
             "POD_IP": self.plan.ip,
             "ISTHMUS_CLUSTER": self.net.name,
             "ISTHMUS_SERVICE_ACCOUNT": self.plan.template.service_account,
+            "ISTHMUS_DEPLOYMENT": self.plan.deployment,
+            # A cluster of the local platform is one node: its network namespace and bridge.
+            "ISTHMUS_NODE": f"{self.net.name}-node",
         }
         env.update(extra)
         return env
@@ -237,7 +240,9 @@ class PodRuntime:
         self.sidecar = Supervised(
             f"{self.plan.name}/proxy",
             pod_argv(self.netns, self.dir, self.plan.name, cmd, self._hidden_home()),
-            self._env(),
+            # The service its spans are reported under (OpenTelemetry's resource), for the sidecar alone:
+            # an app's own tracing must not pick it up.
+            self._env((("OTEL_RESOURCE_ATTRIBUTES", f"service.name={self.plan.deployment}.{self.plan.namespace}"),)),
             self.dir,
             self.paths.proxy_log(self.net.name, self.plan.namespace, self.plan.name),
             self._on_change,

@@ -6,6 +6,7 @@ from isthmus.model.index import ClusterState
 from isthmus.model.mesh import IDENTITY_DIR, node_id
 from isthmus.model.resources import Pod
 from isthmus.xds.snapshot import Snapshot
+from isthmus.xds.translate import tracing
 from isthmus.xds.translate.fragments import Resources
 from isthmus.xds.translate.inbound import build_inbound
 from isthmus.xds.translate.outbound import build_outbound
@@ -24,7 +25,8 @@ def build_sidecar(state: ClusterState, pod: Pod, identity_dir: str = IDENTITY_DI
     if not pod.injected:
         raise ValueError(f"pod {pod.namespace}/{pod.name} has no sidecar (injection disabled); it gets no proxy config")
     mesh = _mesh(state, identity_dir)
-    return _snapshot(build_outbound(state, mesh), build_inbound(state, pod, mesh))
+    outbound, inbound = build_outbound(state, mesh), build_inbound(state, pod, mesh)
+    return _snapshot(tracing.traced(state, outbound), tracing.traced(state, inbound), tracing.collector(state))
 
 
 def build_sidecars(state: ClusterState, identity_dir: str = IDENTITY_DIR) -> dict[str, Snapshot]:
@@ -34,9 +36,12 @@ def build_sidecars(state: ClusterState, identity_dir: str = IDENTITY_DIR) -> dic
     snapshots share those messages, which is why nobody may mutate a resource.
     """
     mesh = _mesh(state, identity_dir)
-    outbound = build_outbound(state, mesh)
+    outbound = tracing.traced(state, build_outbound(state, mesh))
+    trace_sink = tracing.collector(state)
     return {
-        node_id(p.cluster, p.namespace, p.name): _snapshot(outbound, build_inbound(state, p, mesh))
+        node_id(p.cluster, p.namespace, p.name): _snapshot(
+            outbound, tracing.traced(state, build_inbound(state, p, mesh)), trace_sink
+        )
         for p in sorted(state.pods, key=lambda p: (p.namespace, p.name))
         if p.injected
     }
